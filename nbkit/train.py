@@ -1,0 +1,284 @@
+"""The training loop: GPU-resident batches, SGD with Nesterov momentum, a learning-rate
+schedule, bf16 autocast on CUDA, evaluation each epoch, a progress bar, callbacks and a
+plain-dict history that plots can take directly.
+
+>>> history = fit(model, "cifar10-mini", epochs=3, lr=0.05)
+>>> history["test_acc"][-1]
+
+Callbacks are objects with any of these methods, each called with the loop's
+:class:`State`: ``on_fit_start``, ``after_backward`` (gradients ready, before the
+optimizer step), ``after_step`` (after the optimizer step), ``on_epoch_end`` and
+``on_fit_end``. A plain function is called as ``after_step``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data as _data
+from .device import get as get_device
+
+__all__ = ["fit", "evaluate", "param_groups", "make_optimizer", "State", "SCHEDULES"]
+
+HOOKS = ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end")
+
+
+@dataclass
+class State:
+    """What callbacks see. ``history`` is the dict that :func:`fit` returns; callbacks may
+    add keys to it (lists of JSON-friendly values)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    history: dict
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    batch: tuple | None = None
+    loss: torch.Tensor | None = None
+    lr: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups: one for ordinary parameters (with ``weight_decay``),
+    and one per distinct ``param.optim`` dict for parameters that carry such overrides
+    (feedback matrices of learning rules use it to skip weight decay or set their own
+    learning rate)."""
+    plain, special = [], {}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        overrides = getattr(p, "optim", None)
+        if overrides:
+            key = tuple(sorted(overrides.items()))
+            special.setdefault(key, []).append(p)
+        else:
+            plain.append(p)
+    groups = [{"params": plain, "lr": lr, "weight_decay": weight_decay}] if plain else []
+    for key, params in special.items():
+        group = {"params": params, "lr": lr, "weight_decay": weight_decay}
+        group.update(dict(key))
+        groups.append(group)
+    return groups
+
+
+def make_optimizer(model: nn.Module, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                   device=None) -> torch.optim.SGD:
+    """SGD with (Nesterov) momentum over :func:`param_groups`; fused on CUDA."""
+    dev = get_device(device) if device is not None else next(model.parameters()).device
+    kwargs = {"fused": True} if dev.type == "cuda" else {"foreach": True}
+    for g in (groups := param_groups(model, lr, weight_decay)):
+        g["initial_lr"] = g["lr"]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                           weight_decay=weight_decay, **kwargs)
+
+
+def _cosine(t, total, _milestones, _gamma):
+    return 0.5 * (1 + math.cos(math.pi * min(t, total) / total))
+
+
+def _multistep(t, _total, milestones, gamma):
+    return gamma ** sum(t >= m for m in milestones)
+
+
+def _constant(*_):
+    return 1.0
+
+
+SCHEDULES = {"cosine": _cosine, "multistep": _multistep, "constant": _constant}
+
+
+def _resolve_data(data, device):
+    if isinstance(data, str):
+        return _data.load(data)
+    if isinstance(data, _data.Dataset):
+        return data
+    raise ValueError("data must be a dataset name such as 'cifar10-mini' or an "
+                     f"nbkit.data.Dataset, got {type(data).__name__}")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, split="test", *, batch_size=1000, device=None,
+             amp=None, max_batches=None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on one split (in eval mode; the
+    model's train/eval mode is restored afterwards)."""
+    dev = get_device(device) if device is not None else next(model.parameters()).device
+    ds = _resolve_data(data, dev)
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    n = 0
+    ctx = _autocast(dev, amp)
+    try:
+        for i, (x, y) in enumerate(ds.loader(split, batch_size, shuffle=False, augment=False,
+                                             drop_last=False, device=dev, seed=0)):
+            if max_batches is not None and i >= max_batches:
+                break
+            with ctx:
+                out = model(x)
+            loss += F.cross_entropy(out.float(), y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
+            n += len(y)
+    finally:
+        model.train(was_training)
+    return loss.item() / max(n, 1), correct.item() / max(n, 1)
+
+
+def _autocast(dev, amp):
+    use = (dev.type == "cuda") if amp is None else bool(amp)
+    if not use:
+        return nullcontext()
+    return torch.autocast(dev.type, dtype=torch.bfloat16)
+
+
+def _call(callbacks, hook, state):
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is None and hook == "after_step" and callable(cb) and not hasattr(cb, HOOKS[0]):
+            fn = cb
+        if fn is not None:
+            fn(state)
+
+
+def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | None = None,
+        batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
+        weight_decay: float = 5e-4, schedule: str = "cosine", milestones=(), gamma: float = 0.1,
+        augment: bool = True, device=None, amp: bool | None = None,
+        channels_last: bool | None = None, compile: bool = False, callbacks=(),
+        optimizer: torch.optim.Optimizer | None = None, progress: bool = True,
+        eval_every: int = 1, eval_batch_size: int = 1000, seed: int | None = None,
+        label_smoothing: float = 0.0) -> dict:
+    """Train ``model`` on ``data`` and return its history.
+
+    Args:
+        model: any classifier; pruned (nbkit.pruning) and converted (nbkit.rules) models
+            train as they are.
+        data: a dataset name (``"cifar10-mini"``, ``"cifar10"``, ``"synthetic"``) or an
+            :class:`nbkit.data.Dataset`. Its uint8 images are moved to ``device`` once.
+        epochs: passes over the training split. ``steps``, when given, stops after that
+            many optimizer steps instead (the schedule then spans ``steps``).
+        schedule: ``"cosine"`` (to zero), ``"multistep"`` (times ``gamma`` at each epoch
+            in ``milestones``) or ``"constant"``.
+        amp: bf16 autocast; default on for CUDA, off on CPU.
+        channels_last: NHWC memory format; default on for CUDA.
+        compile: wrap the model in ``torch.compile`` (``"reduce-overhead"`` mode on CUDA,
+            which captures the step in CUDA graphs; pass a mode string to choose).
+        callbacks: see the module docstring.
+        optimizer: use this optimizer instead of SGD over :func:`param_groups`.
+        seed: seeds the model-independent randomness of the loop (batch order and
+            augmentation); use :func:`nbkit.seed` before building the model as well.
+
+    Returns:
+        a dict of lists, one entry per evaluation: ``epoch``, ``step``, ``train_loss``,
+        ``train_acc``, ``test_loss``, ``test_acc``, ``lr``, ``time`` (seconds of training
+        in that epoch), plus ``config`` and whatever callbacks added.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
+    if epochs < 1 and not steps:
+        raise ValueError(f"epochs must be >= 1 (or pass steps=N), got {epochs}")
+    dev = get_device(device)
+    ds = _resolve_data(data, dev)
+    model.to(dev)
+    if channels_last is None:
+        channels_last = dev.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_batches = ds.loader("train", batch_size, augment=augment, device=dev, seed=seed,
+                              channels_last=channels_last)
+    per_epoch = len(train_batches)
+    if per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training split "
+                         f"({len(ds.train)} images); lower it")
+    total = steps if steps else epochs * per_epoch
+    n_epochs = math.ceil(total / per_epoch)
+
+    opt = optimizer or make_optimizer(model, lr, momentum, nesterov, weight_decay, dev)
+    for g in opt.param_groups:
+        g.setdefault("initial_lr", g["lr"])
+    milestone_steps = [m * per_epoch for m in milestones]
+    factor = SCHEDULES[schedule]
+
+    step_model = model
+    if compile:
+        mode = compile if isinstance(compile, str) else (
+            "reduce-overhead" if dev.type == "cuda" else None)
+        step_model = torch.compile(model, mode=mode)
+    ctx = _autocast(dev, amp)
+
+    history = {"epoch": [], "step": [], "train_loss": [], "train_acc": [], "test_loss": [],
+               "test_acc": [], "lr": [], "time": [],
+               "config": {"model": getattr(model, "arch", type(model).__name__),
+                          "data": ds.name, "epochs": n_epochs, "steps": total,
+                          "batch_size": batch_size, "lr": lr, "momentum": momentum,
+                          "nesterov": nesterov, "weight_decay": weight_decay,
+                          "schedule": schedule, "milestones": list(milestones),
+                          "augment": augment, "device": str(dev), "seed": seed}}
+    state = State(model, opt, dev, history, total)
+    callbacks = list(callbacks)
+    _call(callbacks, "on_fit_start", state)
+
+    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
+    step = 0
+    model.train()
+    try:
+        for epoch in range(1, n_epochs + 1):
+            state.epoch = epoch
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.long)
+            seen = 0
+            t0 = time.perf_counter()
+            for x, y in train_batches:
+                if step >= total:
+                    break
+                scale = factor(step, total, milestone_steps, gamma)
+                for g in opt.param_groups:
+                    g["lr"] = g["initial_lr"] * scale
+                with ctx:
+                    out = step_model(x)
+                    loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                state.batch, state.loss, state.lr = (x, y), loss, lr * scale
+                _call(callbacks, "after_backward", state)
+                opt.step()
+                step += 1
+                state.step = step
+                _call(callbacks, "after_step", state)
+                loss_sum += loss.detach() * len(y)
+                correct += (out.detach().argmax(1) == y).sum()
+                seen += len(y)
+                bar.update(1)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            elapsed = time.perf_counter() - t0
+            last = step >= total
+            if epoch % eval_every == 0 or last:
+                test_loss, test_acc = evaluate(model, ds, "test", batch_size=eval_batch_size,
+                                               device=dev, amp=amp)
+                train_loss = loss_sum.item() / max(seen, 1)
+                train_acc = correct.item() / max(seen, 1)
+                for key, value in (("epoch", epoch), ("step", step), ("train_loss", train_loss),
+                                   ("train_acc", train_acc), ("test_loss", test_loss),
+                                   ("test_acc", test_acc), ("lr", state.lr),
+                                   ("time", elapsed)):
+                    history[key].append(value)
+                bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", test_acc=f"{test_acc:.3f}")
+            _call(callbacks, "on_epoch_end", state)
+            if last:
+                break
+    finally:
+        bar.close()
+    _call(callbacks, "on_fit_end", state)
+    return history
