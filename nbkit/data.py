@@ -376,7 +376,8 @@ def _mini(root=None, download=False) -> Dataset:
         for split in ("train", "test"):
             buf, off = z[f"{split}_jpeg"], z[f"{split}_offsets"]
             blobs = [buf[off[i]:off[i + 1]].tobytes() for i in range(len(off) - 1)]
-            out[split] = (_decode_jpegs(blobs), torch.from_numpy(z[f"{split}_labels"].astype(np.int64)))
+            labels = torch.from_numpy(z[f"{split}_labels"].astype(np.int64))
+            out[split] = (_decode_jpegs(blobs), labels)
         return out
 
     parts = _cached(f"cifar10-mini-{digest}", decode)

@@ -13,10 +13,9 @@ Parameter names follow the paper's reference code: ``layers.0.conv.weight`` ...
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
-import torch
 from torch import nn
 
 __all__ = ["build", "names", "count_weights", "VGG_PLANS"]
