@@ -1,0 +1,36 @@
+"""Shared fixtures. Tests run on the CPU unless a test asks for a device."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _full_cifar_dir():
+    """Where a full CIFAR-10 copy may be: $NBKIT_DATA, else the shared datasets folder
+    that sits beside a checkout of this repository."""
+    candidates = [os.environ.get("NBKIT_DATA"), REPO.parent / "shared" / "datasets"]
+    for c in candidates:
+        if c and (Path(c) / "cifar10-jpeg.tar.gz").is_file():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def full_cifar_dir():
+    path = _full_cifar_dir()
+    if path is None:
+        pytest.skip("full CIFAR-10 archive (cifar10-jpeg.tar.gz) not found; set NBKIT_DATA "
+                    "to the folder that holds it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mini():
+    import nbkit
+
+    return nbkit.data.load("cifar10-mini")

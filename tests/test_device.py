@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+import nbkit
+from nbkit.device import get
+
+
+def test_default_device_is_cuda_only_when_available():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert get().type == expected
+    assert get("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["gpu0", "tpu", "banana"])
+def test_bad_device_names(bad):
+    with pytest.raises(ValueError, match="device"):
+        get(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_says_so():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        get("cuda")
+
+
+def test_entry_points_reject_a_bad_device():
+    with pytest.raises(ValueError, match="device"):
+        nbkit.models.build("mlp", device="gpu0")
+    with pytest.raises(ValueError, match="device"):
+        nbkit.train.fit(nbkit.models.build("mlp"), "synthetic", steps=1, device="gpu0",
+                        progress=False)
+
+
+def test_mode_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("NBKIT_MODE", "full")
+    assert nbkit.mode() == "full"
+    monkeypatch.setenv("NBKIT_MODE", "fast")
+    with pytest.raises(ValueError, match="quick"):
+        nbkit.mode()
