@@ -1,0 +1,75 @@
+"""One look for every figure: a template, fixed colours per pruner and per rule, and
+a figure factory that always sets a title and labelled axes."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+PRUNER_COLORS = {
+    "random": "#7F7F7F",
+    "magnitude": "#D62728",
+    "snip": "#1F77B4",
+    "grasp": "#2CA02C",
+    "synflow": "#FF7F0E",
+}
+PRUNER_LABELS = {"random": "Random", "magnitude": "Magnitude", "snip": "SNIP",
+                 "grasp": "GraSP", "synflow": "SynFlow"}
+
+RULE_COLORS = {
+    "backprop": "#000000",
+    "feedback_alignment": "#D62728",
+    "sign_symmetry": "#9467BD",
+    "weight_mirror": "#2CA02C",
+    "kolen_pollack": "#FF7F0E",
+    "information_alignment": "#17BECF",
+    "activation_alignment": "#8C564B",
+    "symmetric_alignment": "#1F77B4",
+}
+RULE_LABELS = {"backprop": "Backprop", "feedback_alignment": "Feedback alignment",
+               "sign_symmetry": "Sign symmetry", "weight_mirror": "Weight mirror",
+               "kolen_pollack": "Kolen-Pollack", "information_alignment": "Information alignment",
+               "activation_alignment": "Activation alignment",
+               "symmetric_alignment": "Symmetric alignment"}
+
+PUBLISHED_DASH = "dash"      # published numbers are drawn dashed, live ones solid
+FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
+
+TEMPLATE = go.layout.Template(layout=go.Layout(
+    font=FONT, title=dict(x=0.02, xanchor="left", font=dict(size=18)),
+    plot_bgcolor="white", paper_bgcolor="white", hovermode="closest",
+    xaxis=dict(showgrid=True, gridcolor="#E5E5E5", zeroline=False, linecolor="#444",
+               ticks="outside", mirror=True),
+    yaxis=dict(showgrid=True, gridcolor="#E5E5E5", zeroline=False, linecolor="#444",
+               ticks="outside", mirror=True),
+    legend=dict(bgcolor="rgba(255,255,255,0.85)", bordercolor="#CCC", borderwidth=1),
+    margin=dict(l=70, r=30, t=70, b=60), colorway=list(PRUNER_COLORS.values())))
+
+
+def color_for(name: str) -> str:
+    """The fixed colour of a pruner or learning rule (grey for anything else)."""
+    return PRUNER_COLORS.get(name) or RULE_COLORS.get(name) or "#555555"
+
+
+def label_for(name: str) -> str:
+    """The display name of a pruner or learning rule."""
+    return PRUNER_LABELS.get(name) or RULE_LABELS.get(name) or name
+
+
+def layer_colors(n: int, scale: str = "Viridis") -> list[str]:
+    """``n`` colours running along a sequential scale, from the input layer to the output."""
+    if n <= 1:
+        return sample_colorscale(scale, [0.0])
+    return sample_colorscale(scale, [i / (n - 1) for i in range(n)])
+
+
+def new_figure(title: str, xaxis: str, yaxis: str, *, height: int = 450, width=None,
+               xlog: bool = False, ylog: bool = False, **layout) -> go.Figure:
+    """An empty figure in nbkit's style with a title and labelled (optionally log) axes."""
+    fig = go.Figure(layout=dict(template=TEMPLATE, title=title, height=height, width=width,
+                                xaxis_title=xaxis, yaxis_title=yaxis, **layout))
+    if xlog:
+        fig.update_xaxes(type="log")
+    if ylog:
+        fig.update_yaxes(type="log")
+    return fig

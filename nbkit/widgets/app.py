@@ -1,0 +1,126 @@
+"""The one widget pattern every notebook uses."""
+
+from __future__ import annotations
+
+import html
+import inspect
+import time
+import traceback
+from collections.abc import Callable, Iterator
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+__all__ = ["App"]
+
+
+class App:
+    """Controls -> ``compute(**values)`` -> ``build(result)`` -> a live FigureWidget.
+
+    Args:
+        controls: name -> ipywidgets control; each control's ``value`` is passed to
+            ``compute`` under that name.
+        compute: the science; returns a result, or a generator of results for long work
+            (each yielded result redraws the figure; a ``"progress"`` key in [0, 1] moves
+            the progress bar).
+        build: draws a result as a ``go.Figure`` (from :mod:`nbkit.viz`).
+        run_button: when a text is given, work starts from a button with that label
+            instead of on every control change (for training).
+        describe: optional ``result -> str`` shown as a line of text under the figure.
+
+    Errors raised by ``compute`` or ``build`` are shown in the app's output area in red;
+    the controls and the last good figure stay usable.
+    """
+
+    def __init__(self, controls: dict, compute: Callable, build: Callable[..., go.Figure], *,
+                 run_button: str | None = None, describe: Callable | None = None,
+                 auto_start: bool = True):
+        self.controls = dict(controls)
+        self.compute, self.build, self.describe = compute, build, describe
+        self.figure = go.FigureWidget()
+        self.output = W.Output(layout=W.Layout(min_height="0px"))
+        self.caption = W.HTML()
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0,
+                                        layout=W.Layout(width="100%", visibility="hidden"))
+        self.result = None
+        self.error: Exception | None = None
+        self.last_update_s = 0.0
+        self.button = None
+        if run_button:
+            self.button = W.Button(description=run_button, button_style="primary",
+                                   icon="play")
+            self.button.on_click(lambda _: self.update())
+        else:
+            for control in self.controls.values():
+                control.observe(self._on_change, names="value")
+        if auto_start:
+            self.update()
+
+    # -------------------------------------------------------------------- running
+    def values(self) -> dict:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def _on_change(self, _change):
+        self.update()
+
+    def update(self):
+        """Recompute and redraw with the controls' current values."""
+        t0 = time.perf_counter()
+        self.output.outputs = ()
+        self.error = None
+        if self.button is not None:
+            self.button.disabled = True
+        try:
+            result = self.compute(**self.values())
+            if inspect.isgenerator(result) or isinstance(result, Iterator):
+                self.progress.layout.visibility = "visible"
+                for partial in result:
+                    self._show(partial)
+                    frac = partial.get("progress") if isinstance(partial, dict) else None
+                    if frac is not None:
+                        self.progress.value = float(frac)
+                self.progress.value = 1.0
+            else:
+                self._show(result)
+        except Exception as e:  # shown to the user; the widget stays alive
+            self.error = e
+            self.output.append_stderr(f"{type(e).__name__}: {e}\n")
+            self.caption.value = (f"<span style='color:#B00020'><b>{html.escape(type(e).__name__)}"
+                                  f":</b> {html.escape(str(e))}</span>")
+            self._traceback = traceback.format_exc()
+        finally:
+            if self.button is not None:
+                self.button.disabled = False
+            self.last_update_s = time.perf_counter() - t0
+        return self
+
+    def _show(self, result):
+        fig = self.build(result)
+        self.result = result
+        with self.figure.batch_update():
+            same = (len(fig.data) == len(self.figure.data) and
+                    all(a.type == b.type for a, b in zip(fig.data, self.figure.data)))
+            if same:
+                for old, new in zip(self.figure.data, fig.data):
+                    old.update(new.to_plotly_json(), overwrite=True)
+            else:
+                self.figure.data = []
+                self.figure.add_traces(list(fig.data))
+            self.figure.layout = fig.layout
+        if self.describe is not None:
+            self.caption.value = self.describe(result)
+
+    # -------------------------------------------------------------------- display
+    @property
+    def messages(self) -> str:
+        """Text shown in the output area (errors), for tests and scripts."""
+        return "".join(o.get("text", "") for o in self.output.outputs)
+
+    @property
+    def widget(self) -> W.Widget:
+        controls = list(self.controls.values()) + ([self.button] if self.button else [])
+        rows = [W.HBox(controls[i:i + 3]) for i in range(0, len(controls), 3)]
+        return W.VBox([*rows, self.progress, self.figure, self.caption, self.output])
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
