@@ -5,8 +5,24 @@ package and hand the numbers over. Colours are fixed per pruner and per rule acr
 notebook (see :mod:`nbkit.viz.style`).
 """
 
-from .style import (PRUNER_COLORS, PRUNER_LABELS, RULE_COLORS, RULE_LABELS, color_for,
-                    label_for, layer_colors, new_figure)
+from .style import (
+    PRUNER_COLORS,
+    PRUNER_LABELS,
+    RULE_COLORS,
+    RULE_LABELS,
+    color_for,
+    label_for,
+    layer_colors,
+    new_figure,
+)
 
-__all__ = ["PRUNER_COLORS", "PRUNER_LABELS", "RULE_COLORS", "RULE_LABELS", "color_for",
-           "label_for", "layer_colors", "new_figure"]
+__all__ = [
+    "PRUNER_COLORS",
+    "PRUNER_LABELS",
+    "RULE_COLORS",
+    "RULE_LABELS",
+    "color_for",
+    "label_for",
+    "layer_colors",
+    "new_figure",
+]
