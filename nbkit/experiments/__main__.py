@@ -1,0 +1,134 @@
+"""Command line: run, resume and collect the declared experiments.
+
+    python -m nbkit.experiments list
+    python -m nbkit.experiments layer_collapse --quick
+    python -m nbkit.experiments accuracy_vs_compression --variant short --time-budget 540
+    python -m nbkit.experiments collect layer_collapse
+
+Exit status: 0 when every run of the sweep has a valid result, 3 when some remain (the
+time budget ran out, or runs failed under --keep-going; run the same command again to
+continue), 1 on an error, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import default_collect_path, default_out, get, names
+from .runner import collect, plan, sweep
+
+
+def _parse_set(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set takes key=value (for example train.epochs=40), got {item!r}")
+        key, text = item.split("=", 1)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", const="quick", dest="variant",
+                   help="the CPU-sized variant (same as --variant quick)")
+    g.add_argument("--variant", default=None, help="full (default), short or quick")
+    p.add_argument("--out", default=None,
+                   help="results folder (default data/results/raw/<name>/<variant>)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the seed axis")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="override a config key in every run (dotted for nested keys, value "
+                        "parsed as JSON), e.g. --set num_classes=100 --set train.epochs=40")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nbkit.experiments",
+                                description="Resumable experiment sweeps. Commands: list, "
+                                            "collect <name>, or an experiment name: "
+                                            + ", ".join(names()))
+    p.add_argument("command", help="an experiment name, 'list' or 'collect'")
+    p.add_argument("name", nargs="?", help="the experiment to collect (after 'collect')")
+    _common(p)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if any)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N runs of the grid")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="start no run that would end after this many seconds")
+    p.add_argument("--keep-going", action="store_true",
+                   help="record a failing run and go on (default: stop at the first failure)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--collect", nargs="?", const="", default=None, metavar="FILE",
+                   help="after the sweep, merge the results into FILE (default "
+                        "data/results/<name>.json, or <name>.<variant>.json)")
+    p.add_argument("--to", default=None, help="(collect) the merged JSON file to write")
+    return p
+
+
+def _list() -> int:
+    for name in names():
+        exp = get(name)
+        sizes = ", ".join(f"{v}: {len(plan(exp, v, '.'))} runs" for v in exp.variants)
+        print(f"{name}  [{sizes}]\n    {exp.description}")
+    return 0
+
+
+def _collect(args, name, to) -> int:
+    exp = get(name)
+    variant = args.variant or "full"
+    folder = args.out or default_out(exp.name, variant)
+    target = to or default_collect_path(exp.name, variant)
+    merged = collect(folder, exp.name, variant, to=target, seeds=args.seeds,
+                     overrides=_parse_set(args.overrides))
+    prov = merged["provenance"]
+    print(f"{exp.name}/{variant}: {prov['runs']} runs ({prov['runs_missing']} of "
+          f"{prov['runs_declared']} declared missing, {prov['invalid_files']} invalid files), "
+          f"{prov['total_seconds']:.0f} s on {', '.join(prov['devices'])} -> {target}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        return _list()
+    if args.command == "collect":
+        if not args.name:
+            raise SystemExit("collect needs an experiment name: "
+                             f"python -m nbkit.experiments collect <{'|'.join(names())}>")
+        return _collect(args, args.name, args.to)
+    if args.name:
+        raise SystemExit(f"unexpected argument {args.name!r}")
+    exp = get(args.command)
+    variant = args.variant or "full"
+    out = args.out or default_out(exp.name, variant)
+    overrides = _parse_set(args.overrides)
+    if args.dry_run:
+        runs = plan(exp, variant, out, args.seeds, overrides, args.limit)
+        done = sum(1 for r in runs if r.path.exists())
+        print(f"{exp.name}/{variant}: {len(runs)} runs, {done} with a result file, in {out}")
+        for r in runs[:5]:
+            print("  ", r.run_id)
+        return 0
+    report = sweep(exp, variant, out, device=args.device, seeds=args.seeds,
+                   overrides=overrides, limit=args.limit, progress=not args.no_progress,
+                   on_error="continue" if args.keep_going else "raise",
+                   time_budget=args.time_budget)
+    print(report)
+    for run_id, error in report.failed.items():
+        print(f"  failed {run_id}: {error}", file=sys.stderr)
+    if args.collect is not None and (report.ran or report.already_done):
+        _collect(args, exp.name, args.collect or None)
+    return 0 if report.remaining == 0 and not report.failed else 3
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,140 @@
+"""The declared experiments: the paper-scale ("full") grids and their CPU-sized ("quick")
+counterparts, as plain data.
+
+- ``layer_collapse`` (SynFlow paper, Fig. 1): every pruner at log10 ρ = 0, 0.25, ..., 6
+  on vgg16_bn at initialization; per-layer densities and the critical compression.
+- ``accuracy_vs_compression`` (Fig. 6): vgg16_bn pruned at ρ = 10, 100, 1000 (and
+  dense), then trained on CIFAR-10; the paper's recipe ("full") or a shortened one
+  ("short").
+- ``learning_rules``: resnet20 trained on CIFAR-10 with every learning rule; final
+  accuracy and weight and δ angles per layer over training.
+
+A grid is {"base", "axes", "include", "per"}; see :mod:`nbkit.experiments.runner`.
+"""
+
+from __future__ import annotations
+
+from . import summary
+from .runner import Experiment
+
+__all__ = ["EXPERIMENTS", "RECIPES", "PRUNERS", "RULES", "LOG10_RHO_FIG1", "names"]
+
+PRUNERS = ["random", "magnitude", "snip", "grasp", "synflow"]
+RULES = ["backprop", "feedback_alignment", "sign_symmetry", "weight_mirror", "kolen_pollack",
+         "information_alignment", "activation_alignment", "symmetric_alignment"]
+LOG10_RHO_FIG1 = [i / 4 for i in range(25)]  # 0, 0.25, ..., 6 (exact binary fractions)
+
+# Training recipes, passed to nbkit.train.fit as keyword arguments.
+RECIPES = {
+    # The SynFlow paper's VGG recipe: 160 epochs, lr 0.1 x0.1 at epochs 60 and 120.
+    "paper": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                  weight_decay=1e-4, schedule="multistep", milestones=[60, 120], gamma=0.1),
+    # Shortened: a quarter of the epochs with a cosine schedule, otherwise the same.
+    "short": dict(epochs=40, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                  weight_decay=1e-4, schedule="cosine", milestones=[], gamma=0.1),
+    # The usual CIFAR ResNet recipe (He et al. 2016), in epochs of 391 steps.
+    "resnet": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                   weight_decay=1e-4, schedule="multistep", milestones=[80, 120], gamma=0.1),
+    # CPU demo: one epoch of the mini dataset.
+    "quick": dict(epochs=1, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
+                  weight_decay=5e-4, schedule="cosine", milestones=[], gamma=0.1),
+}
+
+# Small nets for quick mode.
+TINY_CONV = {"model": "conv", "model_kwargs": {"depth": 4, "width": 8}}
+SMALL_CONV = {"model": "conv", "model_kwargs": {"depth": 4, "width": 16}}
+
+_PRUNE_BASE = {"num_classes": 10, "scope": "global", "schedule": "exponential",
+               "iterations": 1, "prune_samples": 100, "prune_batch_size": 256}
+
+LAYER_COLLAPSE = Experiment(
+    name="layer_collapse",
+    kind="prune_at_init",
+    label=("seed", "method", "log10_rho"),
+    description="Fig. 1 of the SynFlow paper: per-layer density and layer collapse of "
+                "vgg16_bn pruned at initialization, every pruner, log10 rho 0..6.",
+    notes="The paper ran Fig. 1 on CIFAR-100 (num_classes=100); these runs take SNIP and "
+          "GraSP pruning data from CIFAR-10 (the JPEG copy) and, unless num_classes=100 "
+          "was set, a 10-class head, which changes N from 14,761,664 to 14,715,584 "
+          "weights. Critical compression: the largest log10 rho of the grid at which no "
+          "prunable layer has density 0.",
+    variants={
+        "full": {"base": {"model": "vgg16_bn", "model_kwargs": {}, "data": "cifar10",
+                          **_PRUNE_BASE},
+                 "axes": {"seed": [0, 1, 2], "method": PRUNERS, "log10_rho": LOG10_RHO_FIG1},
+                 "per": {"method": {"synflow": {"iterations": 100}}}},
+        "quick": {"base": {**TINY_CONV, "data": "cifar10-mini", **_PRUNE_BASE},
+                  "axes": {"seed": [0], "method": PRUNERS,
+                           "log10_rho": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]},
+                  "per": {"method": {"synflow": {"iterations": 20}}}},
+    },
+    summarize=summary.layer_collapse,
+)
+
+_AVC_AXES = {"method": PRUNERS, "log10_rho": [1.0, 2.0, 3.0]}
+ACCURACY_VS_COMPRESSION = Experiment(
+    name="accuracy_vs_compression",
+    kind="train_pruned",
+    label=("seed", "method", "log10_rho"),
+    description="Fig. 6 of the SynFlow paper for vgg16_bn on CIFAR-10: top-1 accuracy "
+                "after training, pruned at initialization to rho = 10, 100, 1000, and "
+                "dense.",
+    notes="CIFAR-10 here is the JPEG (quality 75) re-encoding, which costs a little "
+          "accuracy against the original release the paper used. Accuracies relative to "
+          "dense divide by this run's own dense accuracy. Variant 'full' uses the paper's "
+          "recipe (160 epochs, lr 0.1 x0.1 at 60 and 120, weight decay 1e-4, batch 128, "
+          "Nesterov); 'short' uses 40 epochs with a cosine schedule and one seed.",
+    variants={
+        "full": {"base": {"model": "vgg16_bn", "model_kwargs": {}, "data": "cifar10",
+                          **_PRUNE_BASE, "train": RECIPES["paper"]},
+                 "axes": {"seed": [0, 1, 2], **_AVC_AXES},
+                 "include": [{"method": "dense", "log10_rho": 0.0}],
+                 "per": {"method": {"synflow": {"iterations": 100}}}},
+        "short": {"base": {"model": "vgg16_bn", "model_kwargs": {}, "data": "cifar10",
+                           **_PRUNE_BASE, "train": RECIPES["short"]},
+                  "axes": {"seed": [0], **_AVC_AXES},
+                  "include": [{"method": "dense", "log10_rho": 0.0}],
+                  "per": {"method": {"synflow": {"iterations": 100}}}},
+        "quick": {"base": {**SMALL_CONV, "data": "cifar10-mini", **_PRUNE_BASE,
+                           "train": RECIPES["quick"]},
+                  "axes": {"seed": [0], "method": PRUNERS, "log10_rho": [1.0, 2.0]},
+                  "include": [{"method": "dense", "log10_rho": 0.0}],
+                  "per": {"method": {"synflow": {"iterations": 20}}}},
+    },
+    summarize=summary.accuracy_vs_compression,
+)
+
+LEARNING_RULES = Experiment(
+    name="learning_rules",
+    kind="train_rule",
+    label=("seed", "rule"),
+    description="resnet20 trained on CIFAR-10 with every learning rule of nbkit.rules: "
+                "final accuracy, and the weight (W vs B^T) and delta angles per layer "
+                "over training.",
+    notes="CIFAR-10 here is the JPEG (quality 75) re-encoding. Rule coefficients are "
+          "nbkit.rules' defaults (the [TR] values), with B updated by the task optimizer. "
+          "The published CIFAR-10 errors come from a public PyTorch benchmark (its "
+          "sign-symmetry variant is uSF).",
+    variants={
+        "full": {"base": {"model": "resnet20", "model_kwargs": {}, "num_classes": 10,
+                          "data": "cifar10", "coefficients": {}, "angle_every": 391,
+                          "angle_batch": 256, "train": RECIPES["resnet"]},
+                 "axes": {"seed": [0], "rule": RULES}},
+        "short": {"base": {"model": "resnet20", "model_kwargs": {}, "num_classes": 10,
+                           "data": "cifar10", "coefficients": {}, "angle_every": 391,
+                           "angle_batch": 256, "train": RECIPES["short"]},
+                  "axes": {"seed": [0], "rule": RULES}},
+        "quick": {"base": {**TINY_CONV, "num_classes": 10, "data": "cifar10-mini",
+                           "coefficients": {}, "angle_every": 10, "angle_batch": 64,
+                           "train": {**RECIPES["quick"], "batch_size": 64, "steps": 30}},
+                  "axes": {"seed": [0], "rule": RULES}},
+    },
+    summarize=summary.learning_rules,
+)
+
+EXPERIMENTS = {e.name: e for e in (LAYER_COLLAPSE, ACCURACY_VS_COMPRESSION, LEARNING_RULES)}
+
+
+def names() -> list[str]:
+    """The declared experiments."""
+    return sorted(EXPERIMENTS)

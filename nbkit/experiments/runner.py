@@ -1,0 +1,378 @@
+"""The resumable sweep: a declared grid of runs, one atomic JSON result per run.
+
+An :class:`Experiment` names a run kind (a function ``config -> result dict`` registered
+with :func:`register_kind`) and, per variant ("quick", "full", ...), a grid::
+
+    {"base": {...},                        # keys every run shares
+     "axes": {"seed": [0, 1, 2], "method": [...], "log10_rho": [...]},   # crossed
+     "include": [{"method": "dense", "log10_rho": 0.0}],  # extra points, crossed with the
+                                                          # axes they do not fix
+     "per": {"method": {"synflow": {"iterations": 100}}}}  # settings that depend on a value
+
+:func:`expand` turns a grid into a list of run configurations, ordered by the first axis
+(seed first, so an interrupted sweep has complete seeds). :func:`sweep` runs every
+configuration that has no valid result file yet, so it can be stopped at any point and
+started again without losing or repeating finished work; a corrupt or partial file is
+detected and its run redone. :func:`collect` merges a results folder into one small JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import store
+
+__all__ = ["Experiment", "SweepReport", "RUN_KINDS", "register_kind", "expand", "plan",
+           "sweep", "collect", "set_path", "DEFAULT_OUT"]
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent.parent / "data" / "results"
+
+RUN_KINDS: dict[str, Callable[..., dict]] = {}
+
+
+def register_kind(name: str):
+    """Register a run kind: ``fn(config: dict, *, device) -> JSON-able dict``. The runner
+    seeds everything with ``config["seed"]`` (when present) before calling it."""
+    def deco(fn):
+        RUN_KINDS[name] = fn
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named family of runs: the run kind, one grid per variant, the config keys that
+    name a run's file, and a function that summarises the finished records."""
+
+    name: str
+    kind: str
+    variants: dict
+    label: tuple = ("seed",)
+    description: str = ""
+    notes: str = ""
+    summarize: Callable[[list], dict] | None = None
+
+    def grid(self, variant: str) -> dict:
+        if variant not in self.variants:
+            raise ValueError(f"experiment {self.name!r} has no variant {variant!r}; "
+                             f"choose one of {sorted(self.variants)}")
+        return self.variants[variant]
+
+
+@dataclass
+class Run:
+    """One planned run: its configuration, id and result path."""
+
+    config: dict
+    run_id: str
+    path: Path
+
+
+@dataclass
+class SweepReport:
+    """What a :func:`sweep` did."""
+
+    experiment: str
+    variant: str
+    out: Path
+    total: int = 0
+    already_done: int = 0
+    ran: int = 0
+    redone: dict = field(default_factory=dict)
+    failed: dict = field(default_factory=dict)
+    stopped_for_time: bool = False
+    seconds: float = 0.0
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.already_done - self.ran
+
+    def __str__(self):
+        parts = [f"{self.experiment}/{self.variant}: {self.total} runs", f"{self.already_done} "
+                 "already done", f"{self.ran} ran", f"{len(self.redone)} redone (corrupt)",
+                 f"{len(self.failed)} failed", f"{self.remaining} remaining"]
+        tail = " (stopped: time budget)" if self.stopped_for_time else ""
+        return ", ".join(parts) + f" in {self.seconds:.1f} s{tail}; results in {self.out}"
+
+
+# ----------------------------------------------------------------------------- grids
+
+def set_path(config: dict, key: str, value) -> None:
+    """Set ``config[key] = value``; a dotted key ("train.epochs") reaches into sub-dicts."""
+    *head, last = key.split(".")
+    node = config
+    for part in head:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"cannot set {key!r}: {part!r} is not a dict in the run config")
+        node = node[part]
+    node[last] = value
+
+
+def expand(grid: dict, seeds=None, overrides: dict | None = None) -> list[dict]:
+    """The run configurations of ``grid``, ordered by the first axis.
+
+    ``seeds`` replaces the ``seed`` axis; ``overrides`` ({dotted key: value}) is applied
+    to every configuration last, so it wins over ``base`` and ``per``.
+    """
+    unknown = set(grid) - {"base", "axes", "include", "per"}
+    if unknown:
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; use base, axes, include, per")
+    axes = dict(grid.get("axes", {}))
+    if seeds is not None:
+        if "seed" not in axes:
+            raise ValueError("this experiment has no seed axis to override")
+        axes["seed"] = [int(s) for s in seeds]
+    for key, values in axes.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"axis {key!r} must be a non-empty list, got {values!r}")
+
+    def product(fixed: dict):
+        free = [k for k in axes if k not in fixed]
+        for values in itertools.product(*(axes[k] for k in free)):
+            yield {**fixed, **dict(zip(free, values))}
+
+    points = list(product({}))
+    for extra in grid.get("include", []):
+        points.extend(product(dict(extra)))
+    if axes:
+        first = next(iter(axes))
+        order = {v: i for i, v in enumerate(axes[first])}
+        points.sort(key=lambda p: order.get(p.get(first), len(order)))
+
+    configs, seen = [], set()
+    for point in points:
+        config = copy.deepcopy(grid.get("base", {}))
+        config.update(copy.deepcopy(point))
+        for key, table in grid.get("per", {}).items():
+            config.update(copy.deepcopy(table.get(config.get(key), {})))
+        for key, value in (overrides or {}).items():
+            set_path(config, key, copy.deepcopy(value))
+        text = store.canonical(config)
+        if text not in seen:
+            seen.add(text)
+            configs.append(config)
+    return configs
+
+
+def _label(config: dict, keys) -> str:
+    def fmt(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+    return store.slug("_".join(f"{k}={fmt(config[k])}" for k in keys if k in config)) or "run"
+
+
+def plan(experiment: Experiment, variant: str, out, seeds=None, overrides=None,
+         limit: int | None = None) -> list[Run]:
+    """The runs of one variant, each with its id and result path under ``out``."""
+    configs = expand(experiment.grid(variant), seeds, overrides)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        configs = configs[:limit]
+    out = Path(out)
+    runs = []
+    for config in configs:
+        run_id = (f"{_label(config, experiment.label)}--"
+                  f"{store.config_hash(experiment.name, experiment.kind, config)}")
+        runs.append(Run(config, run_id, out / store.run_filename(run_id)))
+    return runs
+
+
+# ----------------------------------------------------------------------------- sweep
+
+def _resolve(experiment) -> Experiment:
+    if isinstance(experiment, Experiment):
+        return experiment
+    from .grids import EXPERIMENTS
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of "
+                         f"{sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[experiment]
+
+
+def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=None,
+          overrides: dict | None = None, limit: int | None = None, progress: bool = True,
+          on_error: str = "raise", time_budget: float | None = None) -> SweepReport:
+    """Run every run of ``experiment``'s ``variant`` that has no valid result in ``out``.
+
+    Args:
+        experiment: an :class:`Experiment` or the name of a declared one.
+        out: the results folder (default ``data/results/raw/<name>/<variant>``).
+        device: passed to the run kind; recorded, with its name, in the provenance.
+        seeds, overrides, limit: see :func:`expand` and :func:`plan`.
+        on_error: ``"raise"`` stops the sweep at the first failing run (finished runs
+            stay); ``"continue"`` records the error in the report and goes on.
+        time_budget: seconds; no new run starts when the time spent so far plus the
+            longest run of this sweep would exceed it, so a sweep can end cleanly before
+            a machine is taken back. Rerun to continue.
+    """
+    if on_error not in ("raise", "continue"):
+        raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
+    exp = _resolve(experiment)
+    if exp.kind not in RUN_KINDS:
+        raise ValueError(f"run kind {exp.kind!r} of experiment {exp.name!r} is not "
+                         f"registered; known kinds: {sorted(RUN_KINDS)}")
+    kind = RUN_KINDS[exp.kind]
+    out = Path(out) if out is not None else DEFAULT_OUT / "raw" / exp.name / variant
+    runs = plan(exp, variant, out, seeds, overrides, limit)
+    report = SweepReport(exp.name, variant, out, total=len(runs))
+    t_start = time.perf_counter()
+
+    out.mkdir(parents=True, exist_ok=True)
+    store.clean_temporaries(out)
+    pending = []
+    for run in runs:
+        record, reason = store.read_record(run.path, expect_config=run.config)
+        if record is not None:
+            report.already_done += 1
+            continue
+        if reason != "missing":
+            warnings.warn(f"redoing {run.path.name}: {reason}", stacklevel=2)
+            report.redone[run.run_id] = reason
+            run.path.unlink(missing_ok=True)
+        pending.append(run)
+    if not pending:
+        report.seconds = time.perf_counter() - t_start
+        return report
+
+    import nbkit
+    from nbkit.device import get as get_device
+
+    dev = get_device(device)
+    static = store.provenance(dev)
+    longest = 0.0
+    bar = tqdm(total=len(runs), initial=report.already_done, desc=f"{exp.name}/{variant}",
+               unit="run", disable=not progress, dynamic_ncols=True)
+    try:
+        for run in pending:
+            spent = time.perf_counter() - t_start
+            if time_budget is not None and report.ran and spent + longest > time_budget:
+                report.stopped_for_time = True
+                break
+            bar.set_postfix_str(run.run_id.split("--")[0][:60])
+            if "seed" in run.config:
+                nbkit.seed(int(run.config["seed"]))
+            t0 = time.perf_counter()
+            try:
+                result = kind(copy.deepcopy(run.config), device=dev)
+            except Exception as e:
+                if on_error == "raise":
+                    raise
+                report.failed[run.run_id] = f"{type(e).__name__}: {e}"
+                bar.update(1)
+                continue
+            seconds = time.perf_counter() - t0
+            longest = max(longest, seconds)
+            prov = {**static, "date": store.provenance_date(), "seconds": round(seconds, 3)}
+            store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
+                                     "variant": variant, "kind": exp.kind,
+                                     "run_id": run.run_id, "config": run.config,
+                                     "result": result, "provenance": prov})
+            report.ran += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        report.seconds = time.perf_counter() - t_start
+    return report
+
+
+# --------------------------------------------------------------------------- collect
+
+def _round(value, digits=6):
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _round(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v, digits) for v in value]
+    return value
+
+
+def collect(folder, experiment=None, variant: str | None = None, to=None, *,
+            seeds=None, overrides: dict | None = None, digits: int = 6) -> dict:
+    """Merge the valid result files in ``folder`` into one small dict (and write it as
+    JSON to ``to`` when given).
+
+    The merged dict holds the configuration that all runs share (``config``), each run's
+    differing keys and result (``runs``), the provenance (commits, devices, torch
+    versions, dates, GPU time), how many of the variant's declared runs are present, and
+    the experiment's ``summary``. ``seeds`` and ``overrides``, as given to :func:`sweep`,
+    define which runs are declared. Floats are rounded to ``digits`` significant digits.
+    """
+    folder = Path(folder)
+    records, bad = store.scan(folder)
+    if experiment is None:
+        names = sorted({r["experiment"] for r in records})
+        if len(names) != 1:
+            raise ValueError(f"{folder} holds results of {names or 'no experiment'}; "
+                             "name the experiment to collect")
+        experiment = names[0]
+    exp = _resolve(experiment)
+    records = [r for r in records if r["experiment"] == exp.name]
+    variants = sorted({r.get("variant", "?") for r in records})
+    if variant is None:
+        if len(variants) > 1:
+            raise ValueError(f"{folder} mixes variants {variants} of {exp.name!r}; pass "
+                             "variant= to choose one")
+        variant = variants[0] if variants else None
+    records = [r for r in records if r.get("variant", "?") == variant]
+    if not records:
+        raise FileNotFoundError(f"no valid {exp.name!r} results in {folder}; run "
+                                f"`python -m nbkit.experiments {exp.name} --out {folder}` "
+                                "first")
+
+    configs = [r["config"] for r in records]
+    common = {k: v for k, v in configs[0].items()
+              if all(k in c and store.canonical(c[k]) == store.canonical(v) for c in configs)}
+    runs = [{"run_id": r["run_id"],
+             "config": {k: v for k, v in r["config"].items() if k not in common},
+             "result": r["result"], "seconds": r["provenance"].get("seconds"),
+             "device_name": r["provenance"].get("device_name")} for r in records]
+
+    declared = set()
+    if variant in exp.variants:
+        declared = {p.run_id for p in plan(exp, variant, folder, seeds, overrides)}
+    present = {r["run_id"] for r in records}
+    prov = [r["provenance"] for r in records]
+    seconds = [p.get("seconds") or 0.0 for p in prov]
+    merged = {
+        "schema": store.SCHEMA + "/collected",
+        "experiment": exp.name,
+        "variant": variant,
+        "description": exp.description,
+        "notes": exp.notes,
+        "config": common,
+        "provenance": {
+            "git_commits": sorted({str(p.get("git_commit")) for p in prov}),
+            "git_dirty": any(bool(p.get("git_dirty")) for p in prov),
+            "devices": sorted({str(p.get("device_name")) for p in prov}),
+            "torch": sorted({str(p.get("torch")) for p in prov}),
+            "first_date": min(str(p.get("date")) for p in prov),
+            "last_date": max(str(p.get("date")) for p in prov),
+            "runs": len(records),
+            "runs_declared": len(declared),
+            "runs_missing": len(declared - present),
+            "invalid_files": len(bad),
+            "total_seconds": round(sum(seconds), 1),
+            "seconds_per_run": round(sum(seconds) / len(seconds), 2),
+        },
+        "summary": exp.summarize(records) if exp.summarize else {},
+        "runs": runs,
+    }
+    merged = _round(store.jsonable(merged), digits)
+    if to is not None:
+        to = Path(to)
+        to.parent.mkdir(parents=True, exist_ok=True)
+        tmp = to.with_name(f".{to.name}{store._TMP_SUFFIX}")
+        tmp.write_text(json.dumps(merged, indent=1, allow_nan=False) + "\n")
+        tmp.replace(to)
+    return merged

@@ -1,0 +1,293 @@
+"""The resumable experiment runner: grids, atomic results, resume after a crash,
+detection of corrupt files, collection, the declared experiments and their CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbkit import experiments as E
+from nbkit.experiments import runner, store, summary
+from nbkit.experiments.runner import Experiment
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------- a toy run kind
+
+class Toy:
+    """A run kind that squares ``x``, logs every run it finishes, and can be told to
+    raise once it has finished ``fail_after`` runs."""
+
+    def __init__(self, log: Path, fail_after: int | None = None):
+        self.log, self.fail_after, self.done = log, fail_after, 0
+
+    def __call__(self, config, *, device):
+        if self.fail_after is not None and self.done >= self.fail_after:
+            raise RuntimeError("machine taken back")
+        self.done += 1
+        with open(self.log, "a") as f:
+            f.write(store.canonical(config) + "\n")
+        return {"y": config["x"] ** 2, "device": str(device)}
+
+
+TOY_GRID = {"base": {"a": 1, "nested": {"b": 2}},
+            "axes": {"seed": [0, 1], "x": [1, 2, 3, 4]},
+            "include": [{"x": 0}],
+            "per": {"x": {2: {"a": 5}}}}
+TOY = Experiment("toy", "toy", {"full": TOY_GRID, "quick": {"axes": {"seed": [0], "x": [1]}}},
+                 label=("seed", "x"), summarize=lambda recs: {"n": len(recs)})
+
+
+@pytest.fixture
+def toy(tmp_path):
+    kind = Toy(tmp_path / "log.txt")
+    runner.RUN_KINDS["toy"] = kind
+    yield kind
+    runner.RUN_KINDS.pop("toy", None)
+
+
+def finished(log: Path) -> Counter:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return Counter(lines)
+
+
+def check_folder(out: Path, exp=TOY, variant="full"):
+    """Every declared run has exactly one valid result file with the right result."""
+    runs = runner.plan(exp, variant, out)
+    records, bad = store.scan(out)
+    assert bad == {}
+    assert sorted(r["run_id"] for r in records) == sorted(r.run_id for r in runs)
+    for run in runs:
+        record, reason = store.read_record(run.path, expect_config=run.config)
+        assert reason == ""
+        assert record["result"]["y"] == run.config["x"] ** 2
+        assert record["provenance"]["torch"]
+        assert record["provenance"]["device"] == "cpu"
+        assert record["provenance"]["seconds"] >= 0
+    assert not list(out.glob(".*")), "temporary files left behind"
+
+
+# ---------------------------------------------------------------------------- grids
+
+def test_expand_crosses_axes_adds_includes_and_applies_per_and_overrides():
+    configs = runner.expand(TOY_GRID)
+    assert len(configs) == 2 * 4 + 2
+    assert [c["seed"] for c in configs] == [0] * 5 + [1] * 5  # first axis outermost
+    assert {(c["seed"], c["x"]) for c in configs} == {(s, x) for s in (0, 1) for x in range(5)}
+    assert all(c["a"] == (5 if c["x"] == 2 else 1) for c in configs)
+    over = runner.expand(TOY_GRID, seeds=[7], overrides={"a": 9, "nested.b": 3})
+    assert len(over) == 5 and all(c["seed"] == 7 and c["a"] == 9 for c in over)
+    assert all(c["nested"] == {"b": 3} for c in over)
+    assert TOY_GRID["base"]["nested"] == {"b": 2}, "expand must not mutate the grid"
+
+
+def test_expand_rejects_bad_grids():
+    with pytest.raises(ValueError, match="unknown grid keys"):
+        runner.expand({"axis": {}})
+    with pytest.raises(ValueError, match="non-empty list"):
+        runner.expand({"axes": {"x": []}})
+    with pytest.raises(ValueError, match="no seed axis"):
+        runner.expand({"axes": {"x": [1]}}, seeds=[0])
+    with pytest.raises(ValueError, match="not a dict"):
+        runner.expand({"base": {"a": 1}}, overrides={"a.b": 2})
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+def test_every_grid_point_gets_one_unique_run_id(shape):
+    axes = {f"k{i}": list(range(n)) for i, n in enumerate(shape)}
+    exp = Experiment("p", "toy", {"full": {"axes": axes}}, label=tuple(axes))
+    runs = runner.plan(exp, "full", "out")
+    assert len(runs) == math.prod(shape)
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert len({r.path for r in runs}) == len(runs)
+    again = runner.plan(exp, "full", "out")
+    assert [r.run_id for r in again] == [r.run_id for r in runs]  # stable
+
+
+# ------------------------------------------------------------------ store and resume
+
+def test_jsonable_handles_tensors_numpy_and_non_finite():
+    import numpy as np
+    import torch
+
+    value = {"t": torch.tensor([1.5, float("nan")]), "n": np.float32(2.0), "i": np.int64(3),
+             "inf": float("inf"), "tup": (1, 2)}
+    assert store.jsonable(value) == {"t": [1.5, None], "n": 2.0, "i": 3, "inf": None,
+                                     "tup": [1, 2]}
+    with pytest.raises(TypeError, match="run kind"):
+        store.jsonable({"x": object()})
+
+
+def test_sweep_runs_everything_once_and_a_rerun_skips(tmp_path, toy):
+    out = tmp_path / "res"
+    report = E.sweep(TOY, "full", out, device="cpu", progress=False)
+    assert (report.total, report.ran, report.already_done, report.remaining) == (10, 10, 0, 0)
+    check_folder(out)
+    again = E.sweep(TOY, "full", out, device="cpu", progress=False)
+    assert (again.ran, again.already_done) == (0, 10)
+    assert set(finished(toy.log).values()) == {1} and len(finished(toy.log)) == 10
+
+
+def test_a_sweep_killed_midway_resumes_without_losing_or_repeating_runs(tmp_path, toy):
+    out = tmp_path / "res"
+    toy.fail_after = 4
+    with pytest.raises(RuntimeError, match="taken back"):
+        E.sweep(TOY, "full", out, device="cpu", progress=False)
+    records, bad = store.scan(out)
+    assert len(records) == 4 and bad == {}
+    toy.fail_after = None
+    report = E.sweep(TOY, "full", out, device="cpu", progress=False)
+    assert (report.already_done, report.ran, report.redone) == (4, 6, {})
+    counts = finished(toy.log)
+    assert len(counts) == 10 and set(counts.values()) == {1}
+    check_folder(out)
+
+
+def test_a_hard_kill_leaves_no_partial_result(tmp_path):
+    """A process that dies without cleaning up (os._exit) mid-sweep: the rerun finishes
+    the grid, and no run is done twice."""
+    out, log = tmp_path / "res", tmp_path / "log.txt"
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from test_experiments import TOY, Toy
+        from nbkit.experiments import runner
+        toy = Toy({str(log)!r})
+        def dying(config, *, device):
+            if toy.done == 3:
+                os._exit(17)
+            return toy(config, device=device)
+        runner.RUN_KINDS["toy"] = dying
+        runner.sweep(TOY, "full", {str(out)!r}, device="cpu", progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 17, proc.stderr
+    assert len(store.scan(out)[0]) == 3
+    runner.RUN_KINDS["toy"] = Toy(log)
+    try:
+        report = E.sweep(TOY, "full", out, device="cpu", progress=False)
+    finally:
+        runner.RUN_KINDS.pop("toy")
+    assert (report.already_done, report.ran) == (3, 7)
+    assert set(finished(log).values()) == {1} and len(finished(log)) == 10
+    check_folder(out)
+
+
+def test_corrupt_partial_and_foreign_files_are_detected_and_redone(tmp_path, toy):
+    out = tmp_path / "res"
+    E.sweep(TOY, "full", out, device="cpu", progress=False)
+    runs = runner.plan(TOY, "full", out)
+    truncated, edited, garbage, foreign, emptied = (r.path for r in runs[:5])
+    truncated.write_text(truncated.read_text()[:-40])
+    rec = json.loads(edited.read_text())
+    rec["result"]["y"] = -1  # content no longer matches its digest
+    edited.write_text(json.dumps(rec))
+    garbage.write_bytes(b"\x00\xff not json")
+    other = json.loads(runs[5].path.read_text())  # a valid record under the wrong name
+    foreign.write_text(json.dumps(other))
+    emptied.write_text("")
+    (out / f".{runs[6].run_id}.abc{store._TMP_SUFFIX}").write_text("{")  # killed mid-write
+
+    records, bad = store.scan(out)
+    assert set(bad) == {p.name for p in (truncated, edited, garbage, foreign, emptied)}
+    assert "digest" in bad[edited.name] and "JSON" in bad[truncated.name]
+    with pytest.warns(UserWarning, match="redoing"):
+        report = E.sweep(TOY, "full", out, device="cpu", progress=False)
+    assert set(report.redone) == {r.run_id for r in runs[:5]}
+    assert (report.ran, report.already_done) == (5, 5)
+    check_folder(out)
+    assert sum(finished(toy.log).values()) == 15
+
+
+def test_a_changed_config_is_a_new_run_not_a_reused_one(tmp_path, toy):
+    out = tmp_path / "res"
+    E.sweep(TOY, "full", out, device="cpu", progress=False, limit=3)
+    report = E.sweep(TOY, "full", out, device="cpu", progress=False, limit=3,
+                     overrides={"a": 2})
+    assert (report.already_done, report.ran) == (0, 3)
+    assert len(store.scan(out)[0]) == 6
+
+
+def test_keep_going_records_failures_and_time_budget_stops_cleanly(tmp_path, toy):
+    out = tmp_path / "res"
+    toy.fail_after = 2
+    report = E.sweep(TOY, "full", out, device="cpu", progress=False, on_error="continue")
+    assert report.ran == 2 and len(report.failed) == 8 and report.remaining == 8
+    assert all("taken back" in e for e in report.failed.values())
+    assert len(store.scan(out)[0]) == 2
+    toy.fail_after = None
+    report = E.sweep(TOY, "full", out, device="cpu", progress=False, time_budget=0)
+    assert report.ran == 1 and report.stopped_for_time and report.remaining == 7
+    with pytest.raises(ValueError, match="on_error"):
+        E.sweep(TOY, "full", out, on_error="ignore")
+    with pytest.raises(ValueError, match="no variant"):
+        E.sweep(TOY, "huge", out)
+
+
+def test_collect_merges_one_small_json_with_provenance(tmp_path, toy):
+    out = tmp_path / "res"
+    E.sweep(TOY, "full", out, device="cpu", progress=False, limit=7)
+    merged = E.collect(out, TOY, to=tmp_path / "toy.json")
+    assert json.loads((tmp_path / "toy.json").read_text()) == merged
+    prov = merged["provenance"]
+    assert (prov["runs"], prov["runs_declared"], prov["runs_missing"]) == (7, 10, 3)
+    assert prov["torch"] and prov["git_commits"] and prov["devices"]
+    assert merged["config"]["nested"] == {"b": 2} and merged["summary"] == {"n": 7}
+    assert all("nested" not in r["config"] and r["result"]["y"] == r["config"]["x"] ** 2
+               for r in merged["runs"])
+    E.sweep(TOY, "quick", out, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="mixes variants"):
+        E.collect(out, TOY)
+    assert E.collect(out, TOY, "quick")["provenance"]["runs"] == 1
+    with pytest.raises(FileNotFoundError, match="no valid"):
+        E.collect(tmp_path / "empty", TOY)
+
+
+# ------------------------------------------------------------------------- summaries
+
+def _rec(config, result):
+    return {"config": config, "result": result}
+
+
+def test_layer_collapse_summary_finds_the_critical_compression():
+    recs = []
+    for seed, first_collapse in ((0, 2.5), (1, 3.0), (2, 2.5)):
+        for rho in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
+            dead = rho >= first_collapse
+            recs.append(_rec({"method": "magnitude", "seed": seed, "log10_rho": rho},
+                             {"collapsed": dead, "effective_density": 0.0 if rho >= 2 else 0.1,
+                              "layer_density": [1.0, 0.0 if dead else 0.5],
+                              "layers": ["a", "b"], "sizes": [10, 990]}))
+    s = summary.layer_collapse(recs)
+    assert s["critical_per_seed"]["magnitude"] == {"0": 2.0, "1": 2.5, "2": 2.0}
+    assert s["critical"]["magnitude"] == 2.0
+    assert s["critical_disconnected"]["magnitude"] == 1.5
+    assert s["difference_from_paper"]["magnitude"] == pytest.approx(2.0 - 2.75)
+    assert s["maximal_log10_rho"] == pytest.approx(math.log10(500))
+    assert s["density"]["magnitude"]["3"] == [1.0, 0.0]
+    assert s["density"]["magnitude"]["2.5"] == pytest.approx([1.0, 0.5 / 3])
+
+
+def test_accuracy_summary_reports_dense_and_relative_accuracy():
+    recs = [_rec({"method": "dense", "seed": s, "log10_rho": 0.0, "num_classes": 10},
+                 {"test_acc": a}) for s, a in ((0, 0.90), (1, 0.92))]
+    recs += [_rec({"method": "synflow", "seed": 0, "log10_rho": 2.0, "num_classes": 10},
+                  {"test_acc": 0.82})]
+    s = summary.accuracy_vs_compression(recs)
+    assert s["dense_top1"] == pytest.approx(91.0) and s["dense_seeds"] == 2
+    assert s["top1"]["synflow"]["2"] == pytest.approx(82.0)
+    assert s["relative_to_dense"]["synflow"]["2"] == pytest.approx(82 / 91)
+    assert s["chance_top1"] == pytest.approx(10.0)
+    assert s["paper_relative_to_dense"]["synflow"]["3"] == pytest.approx(80.39 / 93.5)
