@@ -44,7 +44,7 @@ bench: $(VENV)/.test-installed
 
 ## make figures: execute every notebook headless and write an HTML gallery to build/
 figures: $(VENV)/.test-installed
-	$(PY) -m nbkit.gallery --out build/gallery
+	$(PY) -m nbkit.gallery --out build/gallery --figures docs/figures
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -32,9 +33,13 @@ class App:
     the controls and the last good figure stay usable.
     """
 
+    instances: list[App] = []  # every app made in this process, newest last (for export)
+
     def __init__(self, controls: dict, compute: Callable, build: Callable[..., go.Figure], *,
                  run_button: str | None = None, describe: Callable | None = None,
                  auto_start: bool = True):
+        App.instances.append(self)
+        self._box = None
         self.controls = dict(controls)
         self.compute, self.build, self.describe = compute, build, describe
         self.figure = go.FigureWidget()
@@ -118,9 +123,40 @@ class App:
 
     @property
     def widget(self) -> W.Widget:
-        controls = list(self.controls.values()) + ([self.button] if self.button else [])
-        rows = [W.HBox(controls[i:i + 3]) for i in range(0, len(controls), 3)]
-        return W.VBox([*rows, self.progress, self.figure, self.caption, self.output])
+        """The app's layout: rows of controls, progress bar, figure, caption, output area."""
+        if self._box is None:
+            controls = list(self.controls.values()) + ([self.button] if self.button else [])
+            rows = [W.HBox(controls[i:i + 3]) for i in range(0, len(controls), 3)]
+            self._box = W.VBox([*rows, self.progress, self.figure, self.caption, self.output])
+            self._box.add_class("nbkit-app")
+        return self._box
+
+    def static_figure(self) -> go.Figure:
+        """The current figure as a plain ``go.Figure``, with the control values in a note."""
+        fig = go.Figure(self.figure)
+        settings = ", ".join(f"{k} = {_show_value(c)}" for k, c in self.controls.items())
+        if settings:
+            fig.add_annotation(text=f"<i>snapshot: {html.escape(settings)}</i>", showarrow=False,
+                               xref="paper", yref="paper", x=0, y=-0.2, xanchor="left",
+                               font=dict(size=11, color="#666"))
+        return fig
 
     def _repr_mimebundle_(self, **kwargs):
+        if os.environ.get("NBKIT_STATIC"):  # executed for a static gallery: plain HTML + JSON
+            import plotly.io as pio
+
+            fig = self.static_figure()
+            text = self.caption.value + (f"<pre>{html.escape(self.messages)}</pre>"
+                                         if self.messages else "")
+            return {"text/html": pio.to_html(fig, include_plotlyjs=False, full_html=False)
+                    + text, "text/plain": f"<nbkit App: {self.figure.layout.title.text}>"}
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _show_value(control) -> str:
+    value = control.value
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
