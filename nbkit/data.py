@@ -137,7 +137,7 @@ class Dataset:
     def __repr__(self):
         return (f"Dataset({self.name!r}, train={len(self.train)}, test={len(self.test)}, "
                 f"input_shape={self.input_shape}, classes={self.num_classes}, "
-                f"source={self.source!r})")
+                f"source={Path(self.source).name!r})")
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
