@@ -25,7 +25,7 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 
 ## make lab: install what the notebooks need and open JupyterLab on notebooks/ (token on)
 lab: $(VENV)/.lab-installed
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## make test: ruff, then the unit, property, notebook (nbval) and browser tests
 test: $(VENV)/.test-installed
