@@ -1,0 +1,166 @@
+"""One number per conservation law, and the reason when a law breaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .flows import _resolve_shape, hidden_sites, layer_abs_totals, layer_totals, neuron_flows
+from .graph import _NONHOMOGENEOUS_OPS, BATCHNORM, HOMOGENEOUS, LayerGraph, trace
+from .saliency import Saliency, compute
+
+__all__ = ["conservation_report", "ConservationReport"]
+
+
+class ConservationReport(dict):
+    """A dict of the report's numbers whose ``str`` is the human-readable summary."""
+
+    def __str__(self):
+        return self["summary"]
+
+
+def _rel(diff, scale):
+    """|diff| / scale elementwise, 0 where nothing flows at all."""
+    diff, scale = np.abs(np.asarray(diff, float)), np.asarray(scale, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(scale > 0, diff / np.where(scale > 0, scale, 1), np.where(diff > 0, 1, 0))
+    return float(r.max()) if r.size else 0.0
+
+
+def _network_residual(totals, abs_totals, ref, ref_abs):
+    """Worst |total - ref| / scale over cuts, where ref is <dR/dx, x> when known."""
+    names = list(totals)
+    if ref is None:
+        ref, ref_abs = totals[names[0]], abs_totals[names[0]]
+    return max(_rel(totals[n] - ref, max(abs_totals[n], ref_abs or 0.0, abs(ref)))
+               for n in names)
+
+
+def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, list[str]]:
+    """What in this model and objective breaks each law (by what theory says)."""
+    neuron, network = [], []
+    mods = {n for site in graph.sites for n in site.modules} | set(graph.output_modules)
+    ops = {o for site in graph.sites for o in site.ops} | set(graph.output_ops)
+    synflow = sal.objective == "synflow"
+    if sal.objective == "magnitude":
+        msg = "the magnitude objective ½‖θ‖² does not flow through the network"
+        return {"neuron": [msg], "network": [msg]}
+    bad = [n for n in sorted(mods) if not isinstance(graph.modules[n], (*HOMOGENEOUS, *BATCHNORM))]
+    bad += sorted({o.split("Backward")[0] for o in ops if o.startswith(_NONHOMOGENEOUS_OPS)})
+    if bad:
+        kinds = sorted({type(graph.modules[n]).__name__ if n in graph.modules else n for n in bad})
+        msg = f"non-homogeneous activation ({', '.join(kinds)} at {', '.join(bad[:3])})"
+        neuron.append(msg)
+        network.append(msg)
+    bns = [n for n in sorted(mods) if isinstance(graph.modules[n], BATCHNORM)]
+    train_bn = [n for n in bns if graph.modules[n].training and not synflow]
+    if train_bn:
+        msg = f"BatchNorm in train mode ({', '.join(train_bn[:3])})"
+        neuron.append(msg)
+        network.append(msg)
+    shifted = []
+    for n in bns:
+        m = graph.modules[n]
+        if n in train_bn:
+            continue
+        if m.track_running_stats and m.running_mean is not None and \
+                bool((m.running_mean != 0).any()):
+            shifted.append(n)
+            neuron_msg = f"BatchNorm running mean ({n})"
+            if neuron_msg not in neuron:
+                neuron.append(neuron_msg)
+        elif m.affine and bool((m.bias != 0).any()):
+            shifted.append(n)
+    if shifted:
+        network.append(f"BatchNorm shifts ({', '.join(shifted[:3])})")
+    biased = [lay.bias for lay in graph.layers.values()
+              if lay.bias is not None and bool((S[lay.bias] != 0).any())]
+    if biased:
+        network.append(f"biases ({', '.join(biased[:3])})")
+    adds = [o for o in ops if o.startswith("AddBackward") and o.endswith("/1")]
+    if adds:
+        msg = "a constant added inside the network"
+        neuron.append(msg)
+        network.append(msg)
+    lonely = [n for n in graph.layers if not graph.is_cut([n])]
+    if lonely:
+        verb = "is not a cut by itself" if len(lonely) == 1 else "are not cuts by themselves"
+        network.append(f"residual connection: {', '.join(lonely[:3])}"
+                       f"{' ...' if len(lonely) > 3 else ''} {verb} "
+                       "(see layer_totals(..., by='cut'))")
+    return {"neuron": neuron, "network": network}
+
+
+def conservation_report(model: nn.Module, objective="synflow", data=None, *, input_shape=None,
+                        dtype=torch.float64, device=None, tol: float | None = None
+                        ) -> ConservationReport:
+    """Measure both conservation laws on ``model`` for ``objective`` (as in
+    :func:`nbkit.probes.saliency`) and say whether they hold, and if not, why.
+
+    Returns a :class:`ConservationReport` (a dict) with:
+
+    - ``"neuron"``: the worst relative residual |in - out| / max(|in|, |out|) over
+      hidden units (absolute sums in the denominator), from :func:`neuron_flows`;
+    - ``"network"``: the worst relative residual between a prunable layer's total
+      saliency and the input flow <dR/dx, x> (or the first layer's total when R has
+      no input);
+    - ``"cut"``: the same over minimal cuts (``layer_totals(by="cut")``), which is
+      what still holds in a residual network;
+    - ``"input_flow"``, ``"objective_value"``, ``"layer_totals"``, ``"cut_totals"``;
+    - ``"neuron_holds"``, ``"network_holds"``, ``"holds"`` (both) at ``tol``
+      (1e-9 in float64, 1e-4 otherwise);
+    - ``"cause"``: None when both laws hold, else what breaks them (biases,
+      BatchNorm in train mode, a residual connection, a non-homogeneous activation);
+    - ``"summary"``: lines like "neuron-wise: holds to 3e-12", also the ``str``.
+    """
+    if tol is None:
+        tol = 1e-9 if dtype == torch.float64 else 1e-4
+    sal = compute(model, objective, data, input_shape=input_shape, dtype=dtype, device=device)
+    S = sal.scores
+    if objective == "loss":
+        from .saliency import _batches
+
+        shape = tuple(_batches(data)[0][0].shape[1:])
+    else:
+        shape = _resolve_shape(model, input_shape)
+    graph = trace(model, shape)
+
+    flows = neuron_flows(model, S, graph=graph)
+    neuron = max((_rel(f["incoming"] - f["outgoing"], f["scale"]) for f in flows), default=0.0)
+    totals, abs_totals = layer_totals(model, S), layer_abs_totals(model, S)
+    network = _network_residual(totals, abs_totals, sal.input_flow, sal.input_flow_abs)
+    cut_totals = layer_totals(model, S, by="cut", graph=graph)
+    cut = (_network_residual(cut_totals, layer_abs_totals(model, S, graph=graph, by="cut"),
+                             sal.input_flow, sal.input_flow_abs) if cut_totals else float("nan"))
+    neuron_ok, network_ok = neuron <= tol, network <= tol
+    causes = _causes(model, graph, sal, S)
+    why = []
+    if not neuron_ok:
+        why += causes["neuron"] or ["unknown: no bias, BatchNorm, skip or non-homogeneous "
+                                    "activation found"]
+    if not network_ok:
+        why += [c for c in causes["network"] if c not in why] or (
+            ["unknown: no bias, BatchNorm, skip or non-homogeneous activation found"]
+            if neuron_ok else [])
+    cause = "; ".join(why) if why else None
+
+    def line(law, value, ok, reasons):
+        if ok:
+            return f"{law}: holds to {value:.0e}"
+        reasons = reasons or ["unknown cause"]
+        return f"{law}: breaks (worst relative residual {value:.2g}): {'; '.join(reasons)}"
+
+    lines = [line("neuron-wise", neuron, neuron_ok, causes["neuron"]),
+             line("network-wise", network, network_ok, causes["network"])]
+    if not network_ok and cut_totals and cut == cut and cut <= tol and \
+            len(cut_totals) != len(totals):
+        lines.append(f"network-wise over cuts: holds to {cut:.0e}")
+    if not hidden_sites(graph):
+        lines[0] = "neuron-wise: no hidden units"
+    return ConservationReport(
+        neuron=neuron, network=network, cut=cut, input_flow=sal.input_flow,
+        objective_value=sal.value, layer_totals=totals, cut_totals=cut_totals,
+        neuron_holds=neuron_ok, network_holds=network_ok, holds=neuron_ok and network_ok,
+        cause=cause, tol=tol, summary="\n".join(lines))
+
