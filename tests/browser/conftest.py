@@ -70,7 +70,8 @@ def pytest_collection_modifyitems(items):
         if Path(str(item.fspath)).parent != here:
             return ("",)
         marker = item.get_closest_marker("notebook")
-        name = marker.args[0] if marker else item.callspec.params.get("name", "")
+        callspec = getattr(item, "callspec", None)
+        name = marker.args[0] if marker else callspec.params.get("name", "") if callspec else ""
         return (name, 0 if marker is None else 1)
 
     inside = [i for i in items if Path(str(i.fspath)).parent == here]
@@ -274,14 +275,18 @@ class Runs:
         self.page = None
         self.last: NotebookPage | None = None
 
-    def run(self, name: str) -> NotebookPage:
+    def run(self, name: str, path: Path | None = None) -> NotebookPage:
+        """Open ``name``.ipynb from the server's folder and run all its cells; ``path`` is
+        the committed copy it was made from (what figures to expect)."""
         if self.last is not None and self.last.name == name and self.last.reusable:
             return self.last
+        if self.last is not None:
+            self.last.close()
         self.last = None
         self.lab.shutdown_kernels()
         if self.page is None or self.page.is_closed():
             self.page = self.context.new_page()
-        nb = NotebookPage(self.page, self.lab, name, NOTEBOOKS / f"{name}.ipynb")
+        nb = NotebookPage(self.page, self.lab, name, path or NOTEBOOKS / f"{name}.ipynb")
         nb.open()
         nb.run_all()
         self.last = nb

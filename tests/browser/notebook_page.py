@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = REPO / "notebooks"
+# The notebooks under test; another folder can be named to try the harness on other copies.
+NOTEBOOKS = Path(os.environ.get("NBKIT_BROWSER_NOTEBOOKS", REPO / "notebooks")).resolve()
 RUN_TIMEOUT_S = float(os.environ.get("NBKIT_BROWSER_TIMEOUT", "300"))
 RENDER_TIMEOUT_S = 60.0
 MAX_SCREENSHOT_PX = 16000
@@ -152,7 +153,7 @@ class Cell:
 
     def label(self, notebook: str) -> str:
         p = self.prompt.replace(":", "").strip() or "[ ]"
-        return f"{notebook}, cell {self.index} {p} `{_first_line(self.source)}`"
+        return f"{notebook}, cell {self.index} (In {p}) `{_first_line(self.source)}`"
 
     def errors(self) -> list[str]:
         found = []
@@ -182,7 +183,13 @@ class NotebookPage:
         self.reusable = False
         self.browser_errors: list[str] = []
         self.run_s = 0.0
-        page.on("pageerror", lambda e: self.browser_errors.append(f"page error: {e}"))
+        self._on_error = lambda e: self.browser_errors.append(f"page error: {e}")
+        page.on("pageerror", self._on_error)
+
+    def close(self):
+        """Stop listening to the page (the next notebook opens in the same tab)."""
+        self.reusable = False
+        self.page.remove_listener("pageerror", self._on_error)
 
     # ------------------------------------------------------------------ driving
     def open(self):
@@ -286,6 +293,57 @@ class NotebookPage:
     def figure_layout(self, index: int, nth: int = 0) -> dict:
         return self.cell_locator(index).locator(".jp-Cell-outputWrapper .js-plotly-plot") \
             .nth(nth).evaluate("(el) => {" + JS_HELPERS + "return plain(el.layout || {}); }")
+
+    def problems(self) -> list[str]:
+        """Everything wrong on screen, one readable line (or block) each: error outputs,
+        cells that did not run, and expected figures that are missing, empty or untitled."""
+        cells, name, found = self.cells(), self.name, []
+        for c in cells:
+            for err in c.errors():
+                found.append(f"{c.label(name)} shows an error:\n      "
+                             + err[-1500:].replace("\n", "\n      "))
+        not_run = [c for c in cells if c.code and c.source.strip() and not c.executed()]
+        if not_run:
+            found.append("cells that did not run: " + "; ".join(c.label(name) for c in not_run))
+        for index, n in sorted(self.expected.items()):
+            if index >= len(cells):
+                found.append(f"{name}, cell {index}: expected {n} figure(s), but the notebook "
+                             f"on screen has only {len(cells)} cells")
+                continue
+            c = cells[index]
+            good = c.good_plots()
+            if len(good) < n:
+                found.append(f"{c.label(name)}: expected {n} plotly figure(s) drawn with trace "
+                             f"data, found {len(good)} (on screen: {c.plots or 'no figure'})")
+            for p in good:
+                if not p["title"].strip():
+                    found.append(f"{c.label(name)}: a figure has no title")
+        if not self.expected:
+            found.append(f"{name}: the committed notebook shows no plotly figure (run it and "
+                         "save its outputs, or declare metadata nbkit.browser_figures)")
+        if found and self.browser_errors:
+            found.append("errors in the browser: " + "; ".join(self.browser_errors[-5:]))
+        return found
+
+    # ------------------------------------------------------------------ interacting
+    def control(self, index: int, selector: str, nth: int = 0):
+        """The ``nth`` element matching ``selector`` in the outputs of cell ``index``."""
+        return self.cell_locator(index).locator(f".jp-Cell-outputWrapper {selector}").nth(nth)
+
+    def settle(self, index: int, nth: int = 0, timeout_s: float = 60.0) -> list[dict]:
+        """Wait until the kernel is idle and the figure has stopped changing; its traces."""
+        deadline = time.monotonic() + timeout_s
+        last, stable = None, 0
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            idle = all(k["execution_state"] == "idle" for k in self.lab.kernels())
+            now = self.figure_data(index, nth)
+            stable = stable + 1 if (idle and now == last) else 0
+            if stable >= 2:
+                return now
+            last = now
+        raise AssertionError(f"{self.name}, cell {index}: the figure kept changing or the "
+                             f"kernel stayed busy for {timeout_s:.0f} s")
 
     # ------------------------------------------------------------------ artifacts
     def screenshot(self, path: Path):
