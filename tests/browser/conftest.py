@@ -194,7 +194,15 @@ class JupyterLab:
         return json.loads(body) if body else None
 
     def kernels(self) -> list[dict]:
-        return self.api("GET", "/api/kernels")
+        """The running kernels. The server can fail to describe a kernel that is still
+        starting (HTTP 500), so a failed request is retried."""
+        for attempt in range(20):
+            try:
+                return self.api("GET", "/api/kernels")
+            except urllib.error.HTTPError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
 
     def shutdown_kernels(self):
         """End every session and kernel, so that the next notebook starts on a fresh one
