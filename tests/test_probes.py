@@ -77,7 +77,7 @@ def _check_laws(model, objective, data):
         assert flow > 0 and abs(total - flow) <= RTOL * flow
 
 
-laws = settings(max_examples=8, deadline=None)
+laws = settings(max_examples=20, deadline=None)
 
 
 @laws
@@ -162,6 +162,24 @@ def test_probes_do_not_change_the_model():
         rg2, grad2 = after[2][n]
         assert rg == rg2
         assert (grad is None and grad2 is None) or torch.equal(grad, grad2)
+
+
+def test_probes_on_a_pruned_model_use_the_unpruned_names():
+    model = _model("conv", 4, 4, 2, "max")
+    nbkit.pruning.prune(model, "random", density=0.4)
+    names = [n for n, _ in model.named_parameters()]
+    assert "layers.0.weight_orig" in names
+    before = _snapshot(model)
+    S = probes.saliency(model, "synflow")
+    assert list(S) == [n.replace("_orig", "") for n in names]
+    kept = nbkit.pruning.masks(model)
+    for name, mask in kept.items():
+        assert (S[name][~mask] == 0).all() and (S[name][mask] > 0).any()
+    report = probes.conservation_report(model, "loss", _batch(2))
+    assert report["holds"], str(report)  # a pruned bias-free ReLU net still conserves
+    after = _snapshot(model)
+    assert all(torch.equal(b, a) for b, a in zip(before[0].values(), after[0].values()))
+    assert list(before[0]) == list(after[0])
 
 
 def test_saliency_keys_dtype_and_magnitude():
