@@ -169,14 +169,17 @@ def test_probes_on_a_pruned_model_use_the_unpruned_names():
     nbkit.pruning.prune(model, "random", density=0.4)
     names = [n for n, _ in model.named_parameters()]
     assert "layers.0.weight_orig" in names
-    before = _snapshot(model)
+    before, weight = _snapshot(model), model.layers[0].weight
     S = probes.saliency(model, "synflow")
     assert list(S) == [n.replace("_orig", "") for n in names]
     kept = nbkit.pruning.masks(model)
     for name, mask in kept.items():
         assert (S[name][~mask] == 0).all() and (S[name][mask] > 0).any()
-    report = probes.conservation_report(model, "loss", _batch(2))
+    x, y = _batch(2)
+    batches = ((x[i:i + 2], y[i:i + 2]) for i in range(0, 4, 2))  # a one-shot iterator
+    report = probes.conservation_report(model, "loss", batches)
     assert report["holds"], str(report)  # a pruned bias-free ReLU net still conserves
+    assert model.layers[0].weight is weight  # pruning's hook attribute is put back
     after = _snapshot(model)
     assert all(torch.equal(b, a) for b, a in zip(before[0].values(), after[0].values()))
     assert list(before[0]) == list(after[0])
@@ -214,6 +217,9 @@ def test_saliency_on_the_gpu_matches_the_cpu():
     for n in cpu:
         assert gpu[n].device.type == "cuda"
         torch.testing.assert_close(gpu[n].cpu(), cpu[n], rtol=1e-9, atol=0)
+    flows = probes.neuron_flows(model, cpu, device="cuda")
+    for f, g in zip(flows, probes.neuron_flows(model, gpu)):
+        np.testing.assert_allclose(f["incoming"], g["incoming"], rtol=1e-9)
     report = probes.conservation_report(model, "synflow", device="cuda")
     assert report["holds"]
 

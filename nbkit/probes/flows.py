@@ -34,6 +34,16 @@ def _get(S, key):
     return S[key]
 
 
+def _on(S, device):
+    """``S`` on ``device`` (None: where it is)."""
+    if device is None:
+        return S
+    from .. import device as _device
+
+    dev = _device.get(device)
+    return {k: v.to(dev) for k, v in S.items()}
+
+
 def layer_sizes(model: nn.Module) -> dict[str, int]:
     """Number of weights of every prunable layer, keyed by its weight's name."""
     return {_key(n): m.weight.numel() for n, m in _prunable(model)}
@@ -46,7 +56,7 @@ def _resolve_shape(model, input_shape):
 
 
 def layer_totals(model: nn.Module, S: dict, *, by: str = "layer", input_shape=None,
-                 graph: LayerGraph | None = None) -> dict[str, float]:
+                 device=None, graph: LayerGraph | None = None) -> dict[str, float]:
     """Total saliency of the weights of every prunable layer (``by="layer"``), or of
     every minimal cut (``by="cut"``).
 
@@ -56,8 +66,9 @@ def layer_totals(model: nn.Module, S: dict, *, by: str = "layer", input_shape=No
     an identity skip bypasses) does not appear. In a chain, both views agree.
     Network-wise conservation says all the values are equal (biases excluded).
     Finding cuts traces the model once (``input_shape`` as in
-    :func:`nbkit.probes.saliency`).
+    :func:`nbkit.probes.saliency`). The sums run where ``S`` lives, or on ``device``.
     """
+    S = _on(S, device)
     if by == "layer":
         return {_key(n): float(_get(S, _key(n)).sum()) for n, _ in _prunable(model)}
     if by != "cut":
@@ -81,7 +92,7 @@ def layer_abs_totals(model, S, *, graph: LayerGraph | None = None, by="layer"):
     return out
 
 
-def fig4_points(model: nn.Module, S: dict) -> dict:
+def fig4_points(model: nn.Module, S: dict, *, device=None) -> dict:
     """The paper's Fig. 4: each prunable layer's average score against its size.
 
     Returns ``{"layer": [names], "size": array, "average": array, "slope": float}``,
@@ -89,7 +100,7 @@ def fig4_points(model: nn.Module, S: dict) -> dict:
     (NaN unless every average is positive and there are two sizes). Network-wise
     conservation makes every layer's total equal, so the slope is -1.
     """
-    totals = layer_totals(model, S)
+    totals = layer_totals(model, S, device=device)
     sizes = layer_sizes(model)
     names = list(totals)
     size = np.array([sizes[n] for n in names], dtype=np.float64)
@@ -172,7 +183,7 @@ def hidden_sites(graph: LayerGraph) -> list[Site]:
             if s.consumers and not s.touches_input and not s.touches_output]
 
 
-def neuron_flows(model: nn.Module, S: dict, *, input_shape=None,
+def neuron_flows(model: nn.Module, S: dict, *, input_shape=None, device=None,
                  graph: LayerGraph | None = None) -> list[dict]:
     """Incoming and outgoing saliency of every hidden unit (Fig. 3).
 
@@ -190,9 +201,11 @@ def neuron_flows(model: nn.Module, S: dict, *, input_shape=None,
     where ``scale`` sums the absolute saliencies involved (what rounding errors scale
     with). Neuron-wise conservation says ``incoming == outgoing``.
 
-    Raises ValueError naming any layer between two prunable layers that may mix
-    channels (or that has parameters of its own).
+    The sums run where ``S`` lives, or on ``device``. Raises ValueError naming any
+    layer between two prunable layers that may mix channels (or that has parameters
+    of its own).
     """
+    S = _on(S, device)
     graph = graph or trace(model, _resolve_shape(model, input_shape))
     result = []
     for site in hidden_sites(graph):

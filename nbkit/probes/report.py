@@ -8,7 +8,7 @@ from torch import nn
 
 from .flows import _resolve_shape, hidden_sites, layer_abs_totals, layer_totals, neuron_flows
 from .graph import _NONHOMOGENEOUS_OPS, BATCHNORM, HOMOGENEOUS, LayerGraph, trace
-from .saliency import Saliency, compute
+from .saliency import Saliency, _batches, compute
 
 __all__ = ["conservation_report", "ConservationReport"]
 
@@ -116,12 +116,12 @@ def conservation_report(model: nn.Module, objective="synflow", data=None, *, inp
     """
     if tol is None:
         tol = 1e-9 if dtype == torch.float64 else 1e-4
+    if objective == "loss":
+        data = _batches(data)  # once: an iterator is read only once
     sal = compute(model, objective, data, input_shape=input_shape, dtype=dtype, device=device)
     S = sal.scores
     if objective == "loss":
-        from .saliency import _batches
-
-        shape = tuple(_batches(data)[0][0].shape[1:])
+        shape = tuple(data[0][0].shape[1:])
     else:
         shape = _resolve_shape(model, input_shape)
     graph = trace(model, shape)
