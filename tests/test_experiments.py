@@ -291,3 +291,98 @@ def test_accuracy_summary_reports_dense_and_relative_accuracy():
     assert s["relative_to_dense"]["synflow"]["2"] == pytest.approx(82 / 91)
     assert s["chance_top1"] == pytest.approx(10.0)
     assert s["paper_relative_to_dense"]["synflow"]["3"] == pytest.approx(80.39 / 93.5)
+
+
+# ------------------------------------------------------------- declared experiments
+
+def test_declared_full_grids_are_the_papers():
+    lc = runner.plan(E.get("layer_collapse"), "full", "out")
+    assert len(lc) == 3 * 5 * 25
+    assert sorted({r.config["log10_rho"] for r in lc}) == [i * 0.25 for i in range(25)]
+    assert all(r.config["model"] == "vgg16_bn" and r.config["data"] == "cifar10" for r in lc)
+    assert all(r.config["iterations"] == (100 if r.config["method"] == "synflow" else 1)
+               for r in lc)
+    assert {r.config["method"] for r in lc} == set(E.grids.PRUNERS)
+
+    avc = runner.plan(E.get("accuracy_vs_compression"), "full", "out")
+    assert len(avc) == 3 * (5 * 3 + 1)
+    dense = [r.config for r in avc if r.config["method"] == "dense"]
+    assert sorted(c["seed"] for c in dense) == [0, 1, 2]
+    recipe = avc[0].config["train"]
+    assert (recipe["epochs"], recipe["lr"], recipe["milestones"], recipe["weight_decay"],
+            recipe["batch_size"], recipe["nesterov"]) == (160, 0.1, [60, 120], 1e-4, 128, True)
+    short = runner.plan(E.get("accuracy_vs_compression"), "short", "out")
+    assert len(short) == 16 and short[0].config["train"]["schedule"] == "cosine"
+
+    import nbkit
+
+    lr = runner.plan(E.get("learning_rules"), "full", "out")
+    assert {r.config["rule"] for r in lr} == set(nbkit.rules.names())
+    assert all(r.config["model"] == "resnet20" for r in lr)
+
+
+def _main(args):
+    from nbkit.experiments.__main__ import main
+
+    return main([*args, "--no-progress", "--device", "cpu"])
+
+
+CHECKS = {
+    "layer_collapse": lambda r: (len(r["layer_density"]) == len(r["sizes"]) == 5
+                                 and isinstance(r["collapsed"], bool)),
+    "accuracy_vs_compression": lambda r: 0.0 <= r["test_acc"] <= 1.0 and r["history"]["step"],
+    "learning_rules": lambda r: (r["finite"] and r["weight_angles"]["steps"][0] == 0
+                                 and len(r["delta_angles"]["layers"]) == 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_each_quick_experiment_runs_resumes_and_collects(tmp_path, name):
+    out, merged = tmp_path / name, tmp_path / f"{name}.json"
+    assert _main([name, "--quick", "--out", str(out), "--limit", "1"]) == 0
+    (first,) = out.glob("*.json")
+    before = first.read_bytes()
+    assert _main([name, "--quick", "--out", str(out), "--limit", "2",
+                  "--collect", str(merged)]) == 0
+    assert first.read_bytes() == before, "a finished run was redone"
+    records, bad = store.scan(out)
+    assert len(records) == 2 and bad == {}
+    assert all(CHECKS[name](r["result"]) for r in records)
+    data = json.loads(merged.read_text())
+    assert data["provenance"]["runs"] == 2 and data["variant"] == "quick"
+    assert data["provenance"]["runs_missing"] == len(runner.plan(E.get(name), "quick", out)) - 2
+    assert data["summary"]
+
+
+def test_cli_from_a_shell(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "nbkit.experiments", *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+
+    listed = cli("list")
+    assert listed.returncode == 0
+    assert all(n in listed.stdout for n in E.names())
+    with pytest.raises(ValueError, match="choose one of"):
+        _main(["no_such_experiment"])
+    out = tmp_path / "lc"
+    run = cli("layer_collapse", "--quick", "--out", str(out), "--limit", "1", "--seeds", "3",
+              "--set", "scope=local", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    (record,), _ = store.scan(out)
+    assert record["config"]["seed"] == 3 and record["config"]["scope"] == "local"
+
+
+@pytest.mark.slow
+def test_quick_layer_collapse_keeps_exact_counts_and_synflow_outlasts_magnitude(tmp_path):
+    report = E.sweep("layer_collapse", "quick", tmp_path, device="cpu", progress=False)
+    assert report.ran == report.total == 35
+    records, _ = store.scan(tmp_path)
+    for r in records:
+        res = r["result"]
+        kept = sum(d * n for d, n in zip(res["layer_density"], res["sizes"]))
+        assert kept == pytest.approx(round(res["density"] * sum(res["sizes"])), abs=1e-3)
+        assert res["collapsed"] == (min(res["layer_density"]) == 0)
+        assert 0.0 <= res["effective_density"] <= round(kept) / sum(res["sizes"]) + 1e-9
+    crit = E.collect(tmp_path, "layer_collapse", "quick")["summary"]["critical"]
+    assert crit["synflow"] > crit["magnitude"]
+    assert crit["synflow"] >= max(crit.values())

@@ -30,7 +30,8 @@ from .store import read_record, scan, write_record
 
 __all__ = ["EXPERIMENTS", "RECIPES", "RUN_KINDS", "DEFAULT_OUT", "Experiment", "SweepReport",
            "names", "get", "sweep", "collect", "expand", "plan", "register_kind",
-           "read_record", "write_record", "scan", "default_out", "default_collect_path"]
+           "read_record", "write_record", "scan", "default_out", "default_collect_path",
+           "results"]
 
 
 def get(name: str) -> Experiment:
@@ -50,3 +51,17 @@ def default_collect_path(name: str, variant: str):
     the full variant, data/results/<name>.<variant>.json for the others."""
     suffix = "" if variant == "full" else f".{variant}"
     return DEFAULT_OUT / f"{name}{suffix}.json"
+
+
+def results(name: str, variant: str | None = None) -> dict | None:
+    """The collected results of experiment ``name`` shipped in data/results/, or None
+    when they have not been made yet. Without ``variant`` the full variant's file is
+    preferred, then the short one's."""
+    import json
+
+    get(name)
+    for v in [variant] if variant else ["full", "short"]:
+        path = default_collect_path(name, v)
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None

@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="after the sweep, merge the results into FILE (default "
                         "data/results/<name>.json, or <name>.<variant>.json)")
     p.add_argument("--to", default=None, help="(collect) the merged JSON file to write")
+    p.add_argument("--all-runs", action="store_true",
+                   help="(collect) also take valid results outside the declared grid")
     return p
 
 
@@ -84,11 +86,12 @@ def _collect(args, name, to) -> int:
     folder = args.out or default_out(exp.name, variant)
     target = to or default_collect_path(exp.name, variant)
     merged = collect(folder, exp.name, variant, to=target, seeds=args.seeds,
-                     overrides=_parse_set(args.overrides))
+                     overrides=_parse_set(args.overrides), all_runs=args.all_runs)
     prov = merged["provenance"]
     print(f"{exp.name}/{variant}: {prov['runs']} runs ({prov['runs_missing']} of "
-          f"{prov['runs_declared']} declared missing, {prov['invalid_files']} invalid files), "
-          f"{prov['total_seconds']:.0f} s on {', '.join(prov['devices'])} -> {target}")
+          f"{prov['runs_declared']} declared missing, {prov['runs_outside_grid']} outside the "
+          f"grid, {prov['invalid_files']} invalid files), {prov['total_seconds']:.0f} s on "
+          f"{', '.join(prov['devices'])} -> {target}")
     return 0
 
 

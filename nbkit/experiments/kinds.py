@@ -56,7 +56,7 @@ def _prune(model: nn.Module, config: dict, ds: _data.Dataset, device) -> dict:
                                      device=device, seed=int(config.get("seed", 0)))
     pruning.prune(model, method, density=density, iterations=int(config["iterations"]),
                   schedule=config["schedule"], scope=config["scope"], data=batches,
-                  device=device)
+                  num_batches=len(batches) if batches else None, device=device)
     layer_density = pruning.layer_density(model)
     layers = list(layer_density)
     return {"density": density, "layers": layers, "sizes": [sizes[n] for n in layers],
@@ -98,60 +98,44 @@ def train_pruned(config: dict, *, device) -> dict:
     return result
 
 
-class _AngleProbe:
-    """A training callback that records, every ``every`` steps and at the end, the
-    weight angle (W against Bᵀ) and the δ angle (the rule's δ against backprop's, on a
-    fixed probe batch) of every layer."""
-
-    def __init__(self, every: int, batch, loss_fn=nn.functional.cross_entropy):
-        self.every, self.batch, self.loss_fn = int(every), batch, loss_fn
-        self.steps, self.weight, self.delta = [], {}, {}
-
-    def _record(self, state):
-        from .. import rules
-
-        if self.steps and self.steps[-1] == state.step:
-            return
-        self.steps.append(state.step)
-        for store, angles in ((self.weight, rules.alignment_angles(state.model)),
-                              (self.delta, rules.gradient_angles(state.model, self.batch,
-                                                                 self.loss_fn))):
-            for name, value in angles.items():
-                store.setdefault(name, []).append(float(value))
-
-    def on_fit_start(self, state):
-        self._record(state)
-
-    def after_step(self, state):
-        if state.step % self.every == 0:
-            self._record(state)
-
-    def on_fit_end(self, state):
-        self._record(state)
-
-    def result(self) -> tuple[dict, dict]:
-        return ({"steps": self.steps, "layers": self.weight},
-                {"steps": self.steps, "layers": self.delta})
+def _angle_series(records: list, key: str) -> dict:
+    """``{"steps": [...], "layers": {layer: [value per step]}}`` from AngleLogger records
+    (steps where a value is missing, such as the gradient angle before training, are
+    left out)."""
+    rows = [r for r in records if r.get(key)]
+    layers = list(rows[0][key]) if rows else []
+    return {"steps": [r["step"] for r in rows],
+            "layers": {n: [r[key].get(n) for r in rows] for n in layers}}
 
 
 @register_kind("train_rule")
 def train_rule(config: dict, *, device) -> dict:
-    """Build ``config["model"]``, convert it to ``config["rule"]`` (with
-    ``config["coefficients"]``), train it with ``config["train"]`` and return the final
-    ``test_acc``, the history, and ``weight_angles`` / ``delta_angles``:
-    ``{"steps": [...], "layers": {layer: [degrees per logged step]}}``."""
+    """Build ``config["model"]``, convert it to ``config["rule"]`` (with ``preset``,
+    ``coefficients`` and ``feedback_lr``), train it with ``config["train"]`` and return
+    the final ``test_acc``, the history, the resolved rule ``settings``, and per layer
+    over training ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the rule's δ
+    against backprop's, on a fixed test batch) and ``norm_ratios`` (‖B‖/‖W‖), each as
+    ``{"steps": [...], "layers": {layer: [value per logged step]}}``."""
     from .. import rules
+    from ..rules import registry
 
     ds = dataset(config["data"], device)
     model = _build(config, ds, device)
-    rules.convert(model, config["rule"], **config.get("coefficients", {}))
-    x, y = next(iter(ds.loader("test", int(config["angle_batch"]), shuffle=False,
-                               augment=False, device=device)))
-    probe = _AngleProbe(int(config["angle_every"]), (x, y))
+    rule, preset = config["rule"], config.get("preset")
+    coefficients = dict(config.get("coefficients", {}))
+    rules.convert(model, rule, seed=int(config["seed"]), preset=preset,
+                  feedback_lr=config.get("feedback_lr"), **coefficients)
+    batch = next(iter(ds.loader("test", int(config["angle_batch"]), shuffle=False,
+                                augment=False, device=device)))
+    logger = rules.AngleLogger(every=int(config["angle_every"]), batch=batch)
     history = train.fit(model, ds, device=device, progress=False, seed=int(config["seed"]),
-                        callbacks=[probe], **config["train"])
-    weight, delta = probe.result()
+                        callbacks=[logger], **config["train"])
+    if logger.records[-1]["step"] != history["step"][-1]:
+        logger.log(model, history["step"][-1])
     return {"test_acc": history["test_acc"][-1], "best_test_acc": max(history["test_acc"]),
             "train_seconds": sum(history["time"]), "history": _history(history),
-            "weight_angles": weight, "delta_angles": delta,
+            "settings": dict(registry.resolve(rule, preset, **coefficients)),
+            "weight_angles": _angle_series(logger.records, "alignment"),
+            "delta_angles": _angle_series(logger.records, "gradient"),
+            "norm_ratios": _angle_series(logger.records, "norm_ratio"),
             "finite": bool(all(torch.isfinite(p).all() for p in model.parameters()))}

@@ -298,7 +298,8 @@ def _round(value, digits=6):
 
 
 def collect(folder, experiment=None, variant: str | None = None, to=None, *,
-            seeds=None, overrides: dict | None = None, digits: int = 6) -> dict:
+            seeds=None, overrides: dict | None = None, all_runs: bool = False,
+            digits: int = 6) -> dict:
     """Merge the valid result files in ``folder`` into one small dict (and write it as
     JSON to ``to`` when given).
 
@@ -306,7 +307,9 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
     differing keys and result (``runs``), the provenance (commits, devices, torch
     versions, dates, GPU time), how many of the variant's declared runs are present, and
     the experiment's ``summary``. ``seeds`` and ``overrides``, as given to :func:`sweep`,
-    define which runs are declared. Floats are rounded to ``digits`` significant digits.
+    define which runs are declared; valid results of other configurations in the folder
+    (an earlier grid, say) are left out and counted, unless ``all_runs`` is set. Floats
+    are rounded to ``digits`` significant digits.
     """
     folder = Path(folder)
     records, bad = store.scan(folder)
@@ -325,10 +328,17 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
                              "variant= to choose one")
         variant = variants[0] if variants else None
     records = [r for r in records if r.get("variant", "?") == variant]
+    declared = set()
+    if variant in exp.variants:
+        declared = {p.run_id for p in plan(exp, variant, folder, seeds, overrides)}
+    outside = [r for r in records if r["run_id"] not in declared]
+    if declared and not all_runs:
+        records = [r for r in records if r["run_id"] in declared]
     if not records:
         raise FileNotFoundError(f"no valid {exp.name!r} results in {folder}; run "
                                 f"`python -m nbkit.experiments {exp.name} --out {folder}` "
-                                "first")
+                                "first (or pass all_runs=True to take results outside the "
+                                "declared grid)")
 
     configs = [r["config"] for r in records]
     common = {k: v for k, v in configs[0].items()
@@ -338,9 +348,6 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
              "result": r["result"], "seconds": r["provenance"].get("seconds"),
              "device_name": r["provenance"].get("device_name")} for r in records]
 
-    declared = set()
-    if variant in exp.variants:
-        declared = {p.run_id for p in plan(exp, variant, folder, seeds, overrides)}
     present = {r["run_id"] for r in records}
     prov = [r["provenance"] for r in records]
     seconds = [p.get("seconds") or 0.0 for p in prov]
@@ -361,6 +368,8 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
             "runs": len(records),
             "runs_declared": len(declared),
             "runs_missing": len(declared - present),
+            "runs_outside_grid": len(outside),
+            "runs_outside_grid_included": bool(all_runs and outside),
             "invalid_files": len(bad),
             "total_seconds": round(sum(seconds), 1),
             "seconds_per_run": round(sum(seconds) / len(seconds), 2),

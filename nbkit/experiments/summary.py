@@ -145,9 +145,13 @@ def learning_rules(records: list) -> dict:
         out["test_error"][rule] = None if top1 is None else 100.0 - top1
         for key, name in (("weight_angles", "final_weight_angle"),
                           ("delta_angles", "final_delta_angle")):
-            finals = [r[key]["layers"] and {k: v[-1] for k, v in r[key]["layers"].items() if v}
-                      for r in results if r.get(key)]
+            finals = [_last(r[key]["layers"]) for r in results if r.get(key)]
             finals = [f for f in finals if f]
             if finals:
                 out[name][rule] = {k: _mean([f.get(k) for f in finals]) for k in finals[0]}
     return out
+
+
+def _last(layers: dict) -> dict:
+    """``{layer: last logged value}`` of ``{layer: [values]}``."""
+    return {k: v[-1] for k, v in layers.items() if v}
