@@ -1,0 +1,183 @@
+"""Evaluating a model with other tensors in place of its parameters, and SynFlow's R.
+
+The pruners never write into the model while they score it: they run the model with
+stand-in tensors (:func:`substitute`), so the model's parameters, buffers, ``.grad``
+fields and train/eval flags are exactly as they were afterwards, even if scoring fails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from .masks import _pruning_hook, locate
+
+__all__ = ["substitute", "eval_mode", "absolute_values", "resolve_input_shape",
+           "synflow_objective", "ones_input"]
+
+
+def _noop_hook(module, args):
+    return None
+
+
+@contextmanager
+def substitute(model: nn.Module, tensors: Mapping[str, torch.Tensor]):
+    """Run ``model`` with ``tensors`` in place of some of its parameters and buffers.
+
+    Keys are names from ``model.named_parameters()`` / ``named_buffers()``
+    (``"fc.weight_orig"``, ``"bn.running_mean"``) or the public name of a pruned
+    parameter (``"fc.weight"``): then the tensor is used as the weight itself and the
+    pruning hook of that parameter is switched off for the duration. Everything is put
+    back on exit, including the ``module.weight`` attributes that pruning hooks set.
+    """
+    undo = []
+    try:
+        # pruning hooks set plain attributes as a side effect of forward: keep them
+        for module in model.modules():
+            for hook in module._forward_pre_hooks.values():
+                if isinstance(hook, torch_prune.BasePruningMethod):
+                    attr = hook._tensor_name
+                    if attr in module.__dict__:
+                        undo.append((module.__dict__, attr, module.__dict__[attr]))
+        for name, tensor in tensors.items():
+            module, attr = locate(model, name)
+            if attr in module._parameters:
+                undo.append((module._parameters, attr, module._parameters[attr]))
+                module._parameters[attr] = tensor
+            elif attr in module._buffers:
+                undo.append((module._buffers, attr, module._buffers[attr]))
+                module._buffers[attr] = tensor
+            else:
+                key, hook = _pruning_hook(module, attr)
+                if key is None:
+                    raise ValueError(f"cannot substitute {name!r}: no such parameter or buffer")
+                undo.append((module._forward_pre_hooks, key, hook))
+                module._forward_pre_hooks[key] = _noop_hook
+                module.__dict__[attr] = tensor
+        yield model
+    finally:
+        for store, key, value in reversed(undo):
+            store[key] = value
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Put every module in eval mode; restore each module's own flag on exit."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextmanager
+def absolute_values(model: nn.Module):
+    """Replace every parameter and floating-point buffer by its absolute value, in place,
+    and put the model in eval mode. On exit the exact original values (signs, -0.0 and
+    all) and each module's train/eval flag come back.
+
+    >>> with absolute_values(model):
+    ...     R = synflow_objective(model)
+    """
+    saved = []
+    with eval_mode(model), torch.no_grad():
+        try:
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point() or t.is_complex():
+                    saved.append((t, t.detach().clone()))
+                    t.abs_()
+            yield model
+        finally:
+            for t, value in saved:
+                t.copy_(value)
+
+
+def resolve_input_shape(model: nn.Module, input_shape=None) -> tuple[int, ...]:
+    """The shape of one input (no batch dimension) for data-free passes.
+
+    ``input_shape`` when given; else ``model.input_shape`` (set by
+    ``nbkit.models.build``); else ``(in_features,)`` of the first Linear when the model
+    starts with a Linear. A model that starts with a convolution and records no shape
+    gets a ValueError asking for ``input_shape``.
+    """
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
+        first = next((m for m in model.modules()
+                      if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))), None)
+        if isinstance(first, nn.Linear):
+            return (first.in_features,)
+        if first is None:
+            raise ValueError("cannot tell the input shape of a model without Linear or Conv "
+                             "layers; pass input_shape=(C, H, W) or (features,)")
+        raise ValueError(f"the model starts with a {type(first).__name__} and records no "
+                         "input shape; pass input_shape=(C, H, W) (e.g. (3, 32, 32)) or set "
+                         "model.input_shape")
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"input_shape must be a tuple of positive ints, got {shape!r}") from e
+    if not shape or min(shape) < 1:
+        raise ValueError(f"input_shape must be a tuple of positive ints, got {shape!r}")
+    return shape
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.get_default_dtype()
+
+
+def _device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def ones_input(model: nn.Module, input_shape=None, dtype=None, device=None) -> torch.Tensor:
+    """A batch of one all-ones input for ``model``: shape ``(1, *input_shape)``."""
+    shape = resolve_input_shape(model, input_shape)
+    return torch.ones((1, *shape), dtype=dtype or _float_dtype(model),
+                      device=device if device is not None else _device(model))
+
+
+def synflow_objective(model: nn.Module, input_shape=None, dtype=None) -> torch.Tensor:
+    """SynFlow's objective R = 1ᵀ(∏ₗ|θ⁽ˡ⁾|)1 for ``model``, differentiable in its parameters.
+
+    The model runs in eval mode (BatchNorm affine, with its running statistics) on a
+    single all-ones input, with every parameter and floating buffer replaced by its
+    absolute value, and R is the sum of the output. The model is not modified: the
+    absolute values are taken out of place, so ``autograd.grad(R, params)`` gives
+    ``sign(θ) · ∂R/∂|θ|`` and the synaptic saliency ``grad * θ`` equals SynFlow's score
+    ``|θ| · ∂R/∂|θ|``. Masks of a pruned model apply as usual.
+
+    Args:
+        input_shape: see :func:`resolve_input_shape`.
+        dtype: compute in this dtype (e.g. ``torch.float64``: R of deep nets overflows
+            float32). Gradients reach the parameters in their own dtype; for float64
+            gradients, run this on a float64 copy of the model.
+    """
+    dtype = dtype or _float_dtype(model)
+    tensors = {}
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point():
+            tensors[name] = t.abs().to(dtype)
+    x = ones_input(model, input_shape, dtype=dtype)
+    with eval_mode(model), substitute(model, tensors):
+        out = model(x)
+    if not torch.is_tensor(out):
+        raise ValueError(f"SynFlow needs a model that returns a tensor, got {type(out).__name__}")
+    return out.sum()
+
+
+def is_finite_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0

@@ -1,0 +1,246 @@
+"""Binary masks on parameters, stored the way ``torch.nn.utils.prune`` stores them.
+
+A pruned parameter ``weight`` of a module becomes three things, exactly as in
+``torch.nn.utils.prune``:
+
+- ``weight_orig``: the original ``nn.Parameter`` (the same object, so an optimizer
+  built before pruning keeps training it);
+- ``weight_mask``: a buffer of 0s and 1s, saved in ``state_dict()``;
+- a forward pre-hook that sets ``module.weight = weight_orig * weight_mask`` before
+  every forward.
+
+Masked weights therefore compute as exact zeros in every forward, whatever an
+optimizer does to ``weight_orig``; their gradient is zero too, and nbkit also zeroes
+the masked entries of ``weight_orig`` so that weight decay and momentum keep them at
+zero. ``torch.nn.utils.prune.is_pruned`` and ``prune.remove`` work on these modules,
+and masks made by ``torch.nn.utils.prune`` itself are understood here. One addition:
+a forward hook detaches ``module.weight`` after each forward, so that a pruned model
+can be deep-copied after training (plain ``torch.nn.utils.prune`` cannot).
+
+Users see the names of the unpruned model: ``masks(model)`` is keyed by
+``"layers.0.conv.weight"``, never ``"layers.0.conv.weight_orig"``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+__all__ = ["prunable_parameters", "masks", "apply_masks", "remove", "load_state_dict",
+           "is_pruned", "locate"]
+
+_PRUNABLE_OPTIONS = ("bias", "batchnorm", "final")
+
+
+def locate(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """Split ``"layers.0.conv.weight"`` into (the submodule, ``"weight"``)."""
+    path, _, attr = name.rpartition(".")
+    try:
+        module = model.get_submodule(path) if path else model
+    except AttributeError as e:
+        raise ValueError(f"the model has no submodule {path!r} (from parameter name {name!r})"
+                         ) from e
+    return module, attr
+
+
+def _pruning_hook(module: nn.Module, attr: str):
+    """The (key, hook) of the ``torch.nn.utils.prune`` pre-hook that masks ``attr``."""
+    for key, hook in module._forward_pre_hooks.items():
+        if isinstance(hook, torch_prune.BasePruningMethod) and hook._tensor_name == attr:
+            return key, hook
+    return None, None
+
+
+def is_pruned(module: nn.Module, attr: str = "weight") -> bool:
+    """True if ``module.<attr>`` carries a mask (``<attr>_orig`` and ``<attr>_mask``)."""
+    return (f"{attr}_orig" in module._parameters and f"{attr}_mask" in module._buffers
+            and _pruning_hook(module, attr)[0] is not None)
+
+
+class DetachAfterForward:
+    """Forward hook that replaces ``module.<attr>`` (set by the pruning pre-hook to
+    ``<attr>_orig * <attr>_mask``, a non-leaf tensor) by its detached value once the
+    forward is done. The autograd graph already holds the non-leaf; the module keeps a
+    leaf, so ``copy.deepcopy(model)`` works after a training step."""
+
+    def __init__(self, attr: str):
+        self.attr = attr
+
+    def __call__(self, module, inputs, output):
+        value = module.__dict__.get(self.attr)
+        if (torch.is_tensor(value) and value.grad_fn is not None
+                and f"{self.attr}_orig" in module._parameters):
+            module.__dict__[self.attr] = value.detach()
+
+
+def _detach_hooks(module: nn.Module, attr: str):
+    return [k for k, h in module._forward_hooks.items()
+            if isinstance(h, DetachAfterForward) and h.attr == attr]
+
+
+def _final_module(model: nn.Module):
+    last = None
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            last = module
+    return last
+
+
+def _default_candidates(model: nn.Module, bias: bool, batchnorm: bool, final: bool):
+    final_module = None if final else _final_module(model)
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            if module is final_module:
+                continue
+            attrs = ("weight", "bias") if bias else ("weight",)
+        elif batchnorm and isinstance(module, nn.modules.batchnorm._BatchNorm):
+            attrs = ("weight", "bias")
+        else:
+            continue
+        for attr in attrs:
+            param = _parameter(module, attr)
+            if param is not None:
+                yield prefix + attr, param
+
+
+def _parameter(module: nn.Module, attr: str):
+    """The trainable tensor behind ``module.<attr>``: ``<attr>_orig`` when pruned."""
+    if is_pruned(module, attr):
+        return module._parameters[f"{attr}_orig"]
+    return module._parameters.get(attr)
+
+
+def prunable_parameters(model: nn.Module, prunable=None) -> OrderedDict[str, nn.Parameter]:
+    """The parameters that pruning may mask, in model order, as ``{name: Parameter}``.
+
+    Names are those of the unpruned model (``"fc.weight"``); for a parameter that is
+    already pruned the value is the underlying ``fc.weight_orig`` Parameter.
+
+    Args:
+        prunable: what to prune.
+            - ``None``: every Linear and Conv2d weight, the final layer included (the
+              paper's default). Subclasses count too, so a layer converted by
+              ``nbkit.rules`` contributes its ``weight`` and nothing else.
+            - a dict of options: ``bias=True`` adds Linear/Conv2d biases,
+              ``batchnorm=True`` adds BatchNorm weights and biases, ``final=False``
+              leaves the final Linear/Conv2d layer (last in ``model.modules()``) dense.
+            - an iterable of parameter names, e.g. ``["layers.0.conv.weight"]``.
+    """
+    if prunable is None:
+        prunable = {}
+    if isinstance(prunable, Mapping):
+        unknown = set(prunable) - set(_PRUNABLE_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown prunable option(s) {sorted(unknown)}; valid options are "
+                             f"{list(_PRUNABLE_OPTIONS)}, or pass a list of parameter names")
+        opts = {"bias": False, "batchnorm": False, "final": True, **prunable}
+        return OrderedDict(_default_candidates(model, bool(opts["bias"]),
+                                               bool(opts["batchnorm"]), bool(opts["final"])))
+    if isinstance(prunable, str) or not isinstance(prunable, Iterable):
+        raise ValueError("prunable must be None, a dict of options (bias/batchnorm/final) or a "
+                         f"list of parameter names, got {prunable!r}")
+    out = OrderedDict()
+    for name in prunable:
+        module, attr = locate(model, name)
+        param = _parameter(module, attr)
+        if param is None:
+            valid = [n for n, _ in _public_named_parameters(model)]
+            raise ValueError(f"{name!r} is not a parameter of the model; valid names include "
+                             f"{valid[:6]}{' ...' if len(valid) > 6 else ''}")
+        out[name] = param
+    return out
+
+
+def _public_named_parameters(model: nn.Module):
+    """``model.named_parameters()`` with ``*_orig`` renamed back to the public name."""
+    for name, param in model.named_parameters():
+        if name.endswith("_orig"):
+            module, attr = locate(model, name)
+            if is_pruned(module, attr[:-5]):
+                name = name[:-5]
+        yield name, param
+
+
+def masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The current masks as ``{name: bool tensor}`` for every masked parameter.
+
+    Keys are the names of the unpruned model; an unpruned model gives ``{}``.
+    """
+    out = {}
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                attr = hook._tensor_name
+                if is_pruned(module, attr):
+                    out[prefix + attr] = module._buffers[f"{attr}_mask"].detach() != 0
+    return out
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, new_masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Mask the named parameters in place; masks compose (a kept weight needs every mask).
+
+    ``new_masks`` maps parameter names (as in :func:`masks`) to bool tensors of the
+    parameter's shape. Unpruned parameters get the ``torch.nn.utils.prune`` machinery;
+    pruned ones have their mask ANDed. Masked entries of ``<attr>_orig`` are set to 0.
+    """
+    resolved = []
+    for name, mask in new_masks.items():  # validate everything first
+        module, attr = locate(model, name)
+        param = _parameter(module, attr)
+        if param is None:
+            raise ValueError(f"cannot mask {name!r}: the model has no such parameter")
+        mask = torch.as_tensor(mask)
+        if tuple(mask.shape) != tuple(param.shape):
+            raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, "
+                             f"the parameter has {tuple(param.shape)}")
+        resolved.append((module, attr, mask.to(device=param.device, dtype=torch.bool)))
+    for module, attr, mask in resolved:
+        if is_pruned(module, attr):
+            buf = module._buffers[f"{attr}_mask"]
+            buf.mul_(mask.to(buf.dtype))
+            _, hook = _pruning_hook(module, attr)
+        else:
+            torch_prune.custom_from_mask(module, attr, mask)
+            _, hook = _pruning_hook(module, attr)
+            hook.mask = None  # only read when first applied; do not keep a second copy
+        if not _detach_hooks(module, attr):
+            module.register_forward_hook(DetachAfterForward(attr))
+        orig = module._parameters[f"{attr}_orig"]
+        orig.mul_(module._buffers[f"{attr}_mask"].to(orig.dtype))
+        setattr(module, attr, hook.apply_mask(module))
+    return model
+
+
+def remove(model: nn.Module) -> nn.Module:
+    """Make every mask permanent: ``weight = weight_orig * weight_mask`` becomes a plain
+    Parameter again (the same Parameter object as ``weight_orig``) and the mask and hook
+    go away. Pruned weights stay exactly zero but are no longer held at zero by training."""
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                torch_prune.remove(module, hook._tensor_name)
+                for key in _detach_hooks(module, hook._tensor_name):
+                    del module._forward_hooks[key]
+    return model
+
+
+def load_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict=True):
+    """``model.load_state_dict`` that also accepts the state of a pruned model when
+    ``model`` is not pruned (yet): every ``<name>_mask`` in ``state_dict`` first gets an
+    all-ones mask on ``model``, then the state (masks included) is loaded."""
+    pending = {}
+    for key, value in state_dict.items():
+        if key.endswith("_mask") and key[:-5] + "_orig" in state_dict:
+            name = key[:-5]
+            module, attr = locate(model, name)
+            if not is_pruned(module, attr) and _parameter(module, attr) is not None:
+                pending[name] = torch.ones(value.shape, dtype=torch.bool)
+    apply_masks(model, pending)
+    return model.load_state_dict(state_dict, strict=strict)

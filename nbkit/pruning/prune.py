@@ -1,0 +1,361 @@
+"""The pruning loop: score, keep the top k, repeat on a schedule.
+
+>>> masks = prune(model, "synflow", density=1e-3, iterations=100)
+
+One call validates everything first, then scores and selects without touching the
+model (the scorers run it with stand-in weights), and only at the end installs the
+masks. Bad input, or an error while scoring, leaves the model as it was.
+
+Speed: all weights live in one flat buffer; each iteration ranks only the weights
+still alive (on average ~15% of them over a 100-step exponential schedule to 1e-3),
+with a stable sort on a GPU and a sampled threshold on the CPU (never
+``torch.kthvalue`` on CUDA), and the loop runs without host synchronisation on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ..device import get as get_device
+from . import scores as _scores
+from .batches import collect_batches
+from .functional import _float_dtype, eval_mode, resolve_input_shape
+from .masks import apply_masks, masks, prunable_parameters
+from .select import select
+
+__all__ = ["prune", "schedule_counts", "SCHEDULES", "SCOPES"]
+
+SCHEDULES = ("exponential", "linear")
+SCOPES = ("global", "local")
+
+
+def _check_density(density) -> float:
+    try:
+        d = float(density)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"density must be a number in (0, 1], got {density!r}") from e
+    if not (0.0 < d <= 1.0):  # also rejects NaN
+        raise ValueError(f"density must be in (0, 1] (the fraction of weights kept; "
+                         f"compression 1/density), got {density!r}")
+    return d
+
+
+def schedule_counts(n_alive: int, n_total: int, density: float, iterations: int,
+                    schedule: str = "exponential") -> list[int]:
+    """Weights to keep after each iteration, ending at exactly ``round(density·n_total)``.
+
+    Starting from density d₀ = n_alive/n_total: exponential d_k = d₀(d/d₀)^(k/n)
+    (d^(k/n) from a dense model), linear d_k = d₀ − (d₀ − d)k/n. Counts never rise and
+    never exceed ``n_alive``.
+    """
+    final = min(round(density * n_total), n_alive)
+    d0 = n_alive / n_total
+    counts, prev = [], n_alive
+    for k in range(1, iterations + 1):
+        if schedule == "exponential":
+            d = d0 * (density / d0) ** (k / iterations)
+        else:
+            d = d0 - (d0 - density) * k / iterations
+        c = final if k == iterations else max(final, min(prev, round(d * n_total)))
+        counts.append(c)
+        prev = c
+    return counts
+
+
+def _resolve_device(model: nn.Module, params: Mapping, device) -> torch.device:
+    devices = {p.device for p in params.values()}
+    if len(devices) > 1:
+        where = sorted(map(str, devices))
+        raise ValueError(f"the prunable parameters live on several devices {where}; move the "
+                         "model to one device or pass device=")
+    if device is not None:
+        return get_device(device)
+    return devices.pop()
+
+
+def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
+          schedule: str = "exponential", scope: str = "global", data=None, device=None, *,
+          invert: bool = False, shuffle: bool = False, reinitialize: bool = False,
+          prunable=None, input_shape=None, num_batches: int | None = None,
+          progress: bool = False, history: list | None = None) -> dict[str, torch.Tensor]:
+    """Prune ``model`` in place to ``density`` and return its masks.
+
+    Args:
+        model: any module of Linear, Conv2d, BatchNorm, activations, pooling and
+            residual adds. Already pruned parameters stay pruned (masks compose).
+        method: ``"random"``, ``"magnitude"``, ``"snip"``, ``"grasp"`` or ``"synflow"``.
+        density: fraction of prunable weights kept, in (0, 1]; compression ρ = 1/density.
+            Global scope keeps exactly ``round(density · N)`` of the N prunable weights.
+        iterations: re-score and re-mask this many times (the paper: 100 for SynFlow).
+        schedule: ``"exponential"`` (d_k = d^(k/n)) or ``"linear"`` (1 − (1 − d)k/n).
+        scope: ``"global"`` ranks all weights together; ``"local"`` keeps the top
+            fraction of each layer.
+        data: pruning data for SNIP/GraSP: an ``(x, y)`` pair of tensors, an iterable of
+            ``(x, y)`` batches, or an object with ``.pruning_batches(n, device)``. By
+            default ``10 × num_classes`` samples are used, in batches of 256.
+        device: where to prune; the model is moved there. Default: where it is.
+        invert: prune the highest scores instead of the lowest.
+        shuffle: randomly permute each layer's final mask (keeps layer densities; the
+            sanity check of Frankle et al. 2021).
+        reinitialize: re-initialise the weights after pruning (masks kept).
+        prunable: what may be pruned; see :func:`prunable_parameters`.
+        input_shape: input shape for SynFlow's all-ones input (default: the model's).
+        num_batches: use this many batches of ``data`` instead of ``10 × classes`` samples.
+        progress: show a progress bar over iterations.
+        history: a list; one dict per iteration is appended: ``iteration``, ``density``,
+            ``layer_density`` {name: kept fraction}, ``removed_score`` (sum of this
+            iteration's scores over the weights it removed), ``layer_score_totals``
+            {name: sum of this iteration's scores over the layer's weights alive when
+            scored}, ``objective`` (R for SynFlow, the loss for SNIP/GraSP, else NaN).
+
+    Returns:
+        ``{name: bool mask}`` for every prunable parameter, keyed by the names of the
+        unpruned model (``"layers.0.conv.weight"``).
+
+    Scores are computed in eval mode. SynFlow runs in float32 and, if R is not finite or
+    not positive in any iteration, the whole run is redone in float64.
+    """
+    scorer = _scores.get(method)
+    density = _check_density(density)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; use one of {list(SCHEDULES)}")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; use one of {list(SCOPES)}")
+    if history is not None and not hasattr(history, "append"):
+        raise ValueError("history must be a list (or None); per-iteration dicts are appended")
+    if scorer.needs_data and data is None:
+        raise ValueError(f"{scorer.name!r} scores with data: pass data=(x, y) or an iterable "
+                         "of (x, y) batches, e.g. 10 × num_classes training samples; or use a "
+                         "data-free method ('synflow', 'magnitude', 'random')")
+    params = prunable_parameters(model, prunable)
+    if not params:
+        raise ValueError("the model has no prunable layer: nbkit prunes the weights of Linear "
+                         "and Conv2d layers by default; add some, or name the parameters to "
+                         "prune with prunable=[...]")
+    dev = _resolve_device(model, params, device)
+    names = list(params)
+    sizes = [p.numel() for p in params.values()]
+    n_total, n_layers = sum(sizes), len(sizes)
+    old = masks(model)
+    alive0 = [old[n].reshape(-1) if n in old else None for n in names]
+    alive_counts = [s if a is None else int(a.sum()) for a, s in zip(alive0, sizes)]
+
+    if scope == "global":
+        k_final = round(density * n_total)
+        if k_final < n_layers:
+            raise ValueError(f"density {density:g} keeps {k_final} of {n_total} weights, fewer "
+                             f"than one per prunable layer ({n_layers} layers); use density >= "
+                             f"{n_layers / n_total:.3g}")
+        if k_final > sum(alive_counts):
+            raise ValueError(f"the model already keeps only {sum(alive_counts)} of {n_total} "
+                             f"weights (density {sum(alive_counts) / n_total:.3g}) and masks only "
+                             f"shrink; ask for density <= {sum(alive_counts) / n_total:.3g} or "
+                             "prune a fresh model")
+        targets = [schedule_counts(sum(alive_counts), n_total, density, iterations, schedule)]
+        groups = [(0, n_total)]
+    else:
+        for name, size in zip(names, sizes):
+            if round(density * size) < 1:
+                raise ValueError(f"density {density:g} keeps no weight of {name!r} ({size} "
+                                 "weights) with scope='local'; raise density or use "
+                                 "scope='global'")
+        targets = [schedule_counts(a, s, density, iterations, schedule)
+                   for a, s in zip(alive_counts, sizes)]
+        offsets = [sum(sizes[:i]) for i in range(n_layers)]
+        groups = list(zip(offsets, sizes))
+    shape = resolve_input_shape(model, input_shape) if scorer.name == "synflow" else input_shape
+    dtype = _float_dtype(model)
+    batches = (collect_batches(model, data, dev, dtype, num_batches) if scorer.needs_data
+               else [])
+    # ---- everything validated: from here on the model may change
+    if device is not None:
+        model.to(dev)
+        batches = [(x.to(dev), y.to(dev)) for x, y in batches]
+    params = prunable_parameters(model, prunable)  # .to() may have replaced tensors
+
+    run = _Run(model, scorer, params, alive0, groups, targets, dev, shape, batches,
+               invert, history is not None, progress)
+    result = run(dtype)
+    if result is None and dtype != torch.float64:
+        result = run(torch.float64)
+    if result is None:
+        raise AssertionError("unreachable: a float64 run always returns")  # pragma: no cover
+    alive, records = result
+
+    layer_views = [alive[o:o + s] for o, s in zip(run.offsets, sizes)]
+    if shuffle:
+        for view, a0 in zip(layer_views, alive0):
+            pos = a0.to(dev).nonzero().squeeze(1) if a0 is not None else None
+            bits = view[pos] if pos is not None else view.clone()
+            bits = bits[torch.randperm(bits.numel(), device=dev)]
+            if pos is None:
+                view.copy_(bits)
+            else:
+                view[pos] = bits
+    if reinitialize:
+        _reinitialize(model)
+    new_masks = {n: v.view(p.shape).clone() for n, v, p in zip(names, layer_views,
+                                                                   params.values())}
+    apply_masks(model, new_masks)
+    if history is not None:
+        history.extend(_history_dicts(records, names, sizes, n_total))
+    return new_masks
+
+
+class _Run:
+    """One pass of the pruning loop in one dtype; returns None if SynFlow's R failed."""
+
+    def __init__(self, model, scorer, params, alive0, groups, targets, device, input_shape,
+                 batches, invert, record, progress):
+        self.model, self.scorer, self.params = model, scorer, params
+        self.alive0, self.groups, self.targets = alive0, groups, targets
+        self.device, self.input_shape, self.batches = device, input_shape, batches
+        self.invert, self.record, self.progress = invert, record, progress
+        sizes = [p.numel() for p in params.values()]
+        self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.n_total = sum(sizes)
+
+    def _buffers(self, dtype):
+        dev, n = self.device, self.n_total
+        flat_w = torch.empty(n, dtype=dtype, device=dev)
+        flat_s = torch.empty(n, dtype=dtype, device=dev)
+        alive = torch.ones(n, dtype=torch.bool, device=dev)
+        weights, outs, alive_views = {}, {}, {}
+        with torch.no_grad():
+            for (name, p), o, a0 in zip(self.params.items(), self.offsets, self.alive0):
+                sl = slice(o, o + p.numel())
+                w = flat_w[sl].view(p.shape)
+                w.copy_(p.detach())
+                if a0 is not None:
+                    alive[sl].copy_(a0)
+                    w.mul_(alive[sl].view(p.shape))
+                if self.scorer.absolute:
+                    w.abs_()
+                weights[name], outs[name] = w, flat_s[sl].view(p.shape)
+                alive_views[name] = alive[sl].view(p.shape)
+        return flat_w, flat_s, alive, weights, outs, alive_views
+
+    def __call__(self, dtype):
+        flat_w, flat_s, alive, weights, outs, alive_views = self._buffers(dtype)
+        ctx = _scores.ScoreContext(alive=alive_views, batches=[
+            (x.to(dtype) if x.is_floating_point() else x, y) for x, y in self.batches],
+            input_shape=self.input_shape)
+        idx = [alive[o:o + s].nonzero().squeeze(1) + o for o, s in self.groups]
+        gen = torch.Generator(device=self.device).manual_seed(0) if self.device.type == "cpu" \
+            else None
+        check_every = self.device.type == "cpu"
+        bad = None
+        records = []
+        steps = range(len(self.targets[0]))
+        if self.progress:
+            from tqdm.auto import tqdm
+            steps = tqdm(steps, desc=f"pruning ({self.scorer.name})", leave=False)
+        with eval_mode(self.model):
+            for it in steps:
+                objective = self.scorer.fn(self.model, weights, outs, ctx)
+                if self.scorer.absolute and objective is not None:
+                    ok = torch.isfinite(objective) & (objective > 0)
+                    if it == 0 or check_every:
+                        if not bool(ok):
+                            return None
+                    else:
+                        bad = ~ok if bad is None else bad | ~ok
+                removed_total, totals = [], []
+                for g, (alive_idx, targets) in enumerate(zip(idx, self.targets)):
+                    s_raw = flat_s.index_select(0, alive_idx)
+                    keep, gone = select(s_raw.neg() if self.invert else s_raw, targets[it],
+                                        generator=gen)
+                    removed = alive_idx[gone]
+                    idx[g] = alive_idx[keep]
+                    with torch.no_grad():
+                        flat_w.index_fill_(0, removed, 0)
+                        alive.index_fill_(0, removed, False)
+                    if self.record:
+                        removed_total.append(s_raw[gone].sum(dtype=torch.float64))
+                        totals.append(self._layer_totals(alive_idx, s_raw))
+                if self.record:
+                    records.append(self._record(idx, removed_total, totals, objective))
+        if bad is not None and bool(bad):
+            return None
+        return alive, records
+
+    def _boundaries(self):
+        b = getattr(self, "_bounds", None)
+        if b is None:
+            b = self._bounds = torch.tensor(self.offsets[1:], dtype=torch.long,
+                                            device=self.device)
+        return b
+
+    def _layer_totals(self, alive_idx, s_raw):
+        n_layers = len(self.offsets)
+        if len(self.groups) > 1:  # local scope: one group per layer
+            return s_raw.sum(dtype=torch.float64).reshape(1)
+        layer = torch.bucketize(alive_idx, self._boundaries(), right=True)
+        return torch.zeros(n_layers, dtype=torch.float64, device=self.device).index_add_(
+            0, layer, s_raw.to(torch.float64))
+
+    def _record(self, idx, removed_total, totals, objective):
+        n_layers = len(self.offsets)
+        if len(self.groups) > 1:
+            counts = torch.tensor([i.numel() for i in idx], device=self.device)
+        else:
+            layer = torch.bucketize(idx[0], self._boundaries(), right=True)
+            counts = torch.bincount(layer, minlength=n_layers)
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
+        obj = objective.detach().to(torch.float64).reshape(()) if objective is not None else nan
+        return (counts, torch.stack(removed_total).sum(), torch.cat(totals), obj)
+
+
+def _history_dicts(records, names, sizes, n_total):
+    if not records:
+        return []
+    counts = torch.stack([r[0] for r in records]).tolist()
+    removed = torch.stack([r[1] for r in records]).tolist()
+    totals = torch.stack([r[2] for r in records]).tolist()
+    objective = torch.stack([r[3] for r in records]).tolist()
+    out = []
+    for k in range(len(records)):
+        out.append({
+            "iteration": k + 1,
+            "density": sum(counts[k]) / n_total,
+            "layer_density": {n: c / s for n, c, s in zip(names, counts[k], sizes)},
+            "removed_score": removed[k],
+            "layer_score_totals": dict(zip(names, totals[k])),
+            "objective": objective[k],
+        })
+    return out
+
+
+@torch.no_grad()
+def _reinitialize(model: nn.Module) -> None:
+    """Re-draw the weights: nbkit's initialisation for models built by nbkit, else each
+    module's ``reset_parameters()``. Pruned tensors are re-drawn through ``*_orig``."""
+    from torch.nn.utils import prune as torch_prune
+
+    from ..models import init_weights
+
+    exposed = []
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                attr = hook._tensor_name
+                exposed.append((module, attr, module.__dict__.get(attr)))
+                module.__dict__[attr] = module._parameters[f"{attr}_orig"]
+    try:
+        if getattr(model, "arch", None) is not None:
+            init_weights(model)
+        else:
+            for module in model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+    finally:
+        for module, attr, value in exposed:
+            if value is None:
+                module.__dict__.pop(attr, None)
+            else:
+                module.__dict__[attr] = value

@@ -1,0 +1,206 @@
+"""The five pruning scores of the SynFlow paper, in a registry.
+
+Every scorer fills ``out[name]`` with one score per weight; higher means keep. The
+weights arrive as stand-in tensors ``weights[name]`` holding the current effective
+weights θ ⊙ m (|θ| ⊙ m for SynFlow): the scorer runs the model with them through
+:func:`~nbkit.pruning.functional.substitute`, so the model itself is never written to.
+Scores of masked weights are ignored by the pruning loop (they count as -inf).
+
+| name      | score                                          | data |
+|-----------|------------------------------------------------|------|
+| random    | i.i.d. N(0, 1)                                 | no   |
+| magnitude | \\|θ\\|                                        | no   |
+| snip      | \\|∂L/∂θ ⊙ θ\\| / (sum over all weights)       | yes  |
+| grasp     | (H g) ⊙ θ, g = ∂L/∂θ, logits / 200; keep high  | yes  |
+| synflow   | \\|∂R/∂θ ⊙ θ\\|, R = 1ᵀ(∏ₗ\\|θ⁽ˡ⁾\\|)1         | no   |
+
+L is the cross-entropy (mean over a batch) summed over the pruning batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .functional import ones_input, substitute
+from .masks import is_pruned, locate
+
+__all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get",
+           "GRASP_TEMPERATURE"]
+
+GRASP_TEMPERATURE = 200.0
+
+
+@dataclass
+class ScoreContext:
+    """What a scorer may need besides the model and the weights.
+
+    alive: ``{name: bool tensor}``, the current masks (views kept up to date).
+    batches: ``[(x, y), ...]`` on the model's device, for data-driven scores.
+    input_shape: shape of one input for data-free passes (None: see DESIGN).
+    cache: scratch space kept across the iterations of one pruning run.
+    """
+
+    alive: dict
+    batches: list = field(default_factory=list)
+    input_shape: tuple | None = None
+    cache: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A registered score. ``fn(model, weights, out, ctx)`` fills ``out`` and returns
+    the objective it differentiated (a 0-d tensor) or None.
+
+    needs_data: SNIP and GraSP need pruning batches.
+    absolute: the scorer wants |θ| ⊙ m as its weights (SynFlow).
+    """
+
+    name: str
+    fn: Callable
+    needs_data: bool = False
+    absolute: bool = False
+    doc: str = ""
+
+
+SCORERS: dict[str, Scorer] = {}
+
+
+def register(name: str, *, needs_data: bool = False, absolute: bool = False):
+    """Decorator adding a scorer function to :data:`SCORERS`."""
+    def deco(fn):
+        SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip())
+        return fn
+    return deco
+
+
+def names() -> list[str]:
+    """The registered score names."""
+    return list(SCORERS)
+
+
+def get(method: str) -> Scorer:
+    """The scorer called ``method`` (case-insensitive); ValueError listing the valid ones."""
+    key = method.lower() if isinstance(method, str) else method
+    if key not in SCORERS:
+        raise ValueError(f"unknown pruning method {method!r}; valid methods are: "
+                         f"{', '.join(SCORERS)}")
+    return SCORERS[key]
+
+
+def _require_grad(weights: dict) -> list:
+    ws = list(weights.values())
+    for w in ws:
+        if not w.requires_grad:
+            w.requires_grad_(True)
+    return ws
+
+
+def _write(out: dict, grads, first: bool) -> None:
+    for o, g in zip(out.values(), grads):
+        if g is None:
+            if first:
+                o.zero_()
+        elif first:
+            o.copy_(g)
+        else:
+            o.add_(g)
+
+
+@register("random")
+def random(model: nn.Module, weights: dict, out: dict, ctx: ScoreContext):
+    """i.i.d. standard normal scores: globally thresholded, uniform random pruning."""
+    for o in out.values():
+        o.normal_()
+
+
+@register("magnitude")
+def magnitude(model, weights, out, ctx):
+    """|θ|."""
+    for w, o in zip(weights.values(), out.values()):
+        torch.abs(w.detach(), out=o)
+
+
+@register("synflow", absolute=True)
+def synflow(model, weights, out, ctx):
+    """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
+    all-ones input. Returns R."""
+    state = ctx.cache.get("synflow")
+    if state is None:
+        w0 = next(iter(weights.values()))
+        skip = set()
+        for name in weights:
+            module, attr = locate(model, name)
+            skip.update((f"{name}_orig", f"{name}_mask") if is_pruned(module, attr) else (name,))
+        mirror = {n: t.detach().abs().to(w0.dtype)
+                  for n, t in list(model.named_parameters()) + list(model.named_buffers())
+                  if t.is_floating_point() and n not in skip}
+        mirror.update(weights)
+        x = ones_input(model, ctx.input_shape, dtype=w0.dtype, device=w0.device)
+        state = ctx.cache["synflow"] = (mirror, x, _require_grad(weights))
+    mirror, x, ws = state
+    with substitute(model, mirror):
+        R = model(x).sum()
+    grads = torch.autograd.grad(R, ws, allow_unused=True)
+    for w, g, o in zip(ws, grads, out.values()):
+        if g is None:
+            o.zero_()
+        else:
+            torch.mul(g, w.detach(), out=o).abs_()
+    return R.detach()
+
+
+def _losses(model, batches, temperature=1.0):
+    for x, y in batches:
+        logits = model(x)
+        if temperature != 1.0:
+            logits = logits / temperature
+        yield F.cross_entropy(logits, y)
+
+
+@register("snip", needs_data=True)
+def snip(model, weights, out, ctx):
+    """|∂L/∂θ ⊙ θ|, normalised by its sum over all prunable weights. Returns L."""
+    ws = _require_grad(weights)
+    total = None
+    with substitute(model, weights):
+        for i, loss in enumerate(_losses(model, ctx.batches)):
+            _write(out, torch.autograd.grad(loss, ws, allow_unused=True), i == 0)
+            total = loss.detach() if total is None else total + loss.detach()
+    norm = torch.zeros((), dtype=torch.float64, device=ws[0].device)
+    for w, o in zip(ws, out.values()):
+        o.mul_(w.detach()).abs_()
+        norm += o.sum(dtype=torch.float64)
+    norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+    for o in out.values():
+        o.div_(norm.to(o.dtype))
+    return total
+
+
+@register("grasp", needs_data=True)
+def grasp(model, weights, out, ctx):
+    """(H g) ⊙ θ with g = ∂L/∂θ (masked weights excluded), H the Hessian of L, logits
+    divided by a temperature of 200. The lowest scores are pruned: removing those
+    weights reduces the gradient norm least. Returns L (with the temperature)."""
+    ws = _require_grad(weights)
+    with substitute(model, weights):
+        total = None
+        for i, loss in enumerate(_losses(model, ctx.batches, GRASP_TEMPERATURE)):
+            _write(out, torch.autograd.grad(loss, ws, allow_unused=True), i == 0)
+            total = loss.detach() if total is None else total + loss.detach()
+        g = [o * a for o, a in zip(out.values(), ctx.alive.values())]
+        for i, loss in enumerate(_losses(model, ctx.batches, GRASP_TEMPERATURE)):
+            grads = torch.autograd.grad(loss, ws, create_graph=True, allow_unused=True)
+            z = sum((gr * gi).sum() for gr, gi in zip(grads, g) if gr is not None)
+            if not torch.is_tensor(z) or not z.requires_grad:
+                hg = [None] * len(ws)
+            else:
+                hg = torch.autograd.grad(z, ws, allow_unused=True)
+            _write(out, hg, i == 0)
+    for w, o in zip(ws, out.values()):
+        o.mul_(w.detach())
+    return total
