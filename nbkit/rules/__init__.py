@@ -1,0 +1,50 @@
+"""Learning rules without weight symmetry ([TR]: Kunin et al. 2020, and Lillicrap,
+Liao, Xiao, Akrout et al.).
+
+A layer y = W x sends its error back as δx = B δy instead of Wᵀ δy; its weight gradient
+stays the local δy xᵀ. The rules differ in how B is set or learned:
+
+=======================  ==========================================  ============
+rule                     B                                           coefficients
+=======================  ==========================================  ============
+backprop                 Wᵀ                                          --
+feedback_alignment       fixed random                                --
+sign_symmetry            sign(Wᵀ), scaled to W                       --
+weight_mirror            decay + amp on white-noise inputs           alpha, beta
+kolen_pollack            W's update transported, shared decay        alpha
+information_alignment    amp + null + decay                          alpha, beta, gamma
+activation_alignment     sparse + amp                                alpha, beta
+symmetric_alignment      decay + self                                alpha, beta
+=======================  ==========================================  ============
+
+>>> import nbkit
+>>> model = nbkit.models.build("conv")
+>>> nbkit.rules.convert(model, "symmetric_alignment", preset="quick")
+>>> history = nbkit.train.fit(model, "cifar10-mini", steps=500,
+...                           callbacks=[nbkit.rules.AngleLogger(every=25)])
+>>> nbkit.rules.alignment_angles(model)           # {layer_name: degrees}
+
+B lives in ``layer.feedback`` (an ``nn.Parameter`` with W's shape, holding Bᵀ); the rule
+fills its ``.grad`` in the backward pass, so any optimizer updates W and B together.
+"""
+
+from .angles import alignment_angles, angle, gradient_angles, norm_ratios, weight_layers
+from .callbacks import AngleLogger, NoisyUpdates
+from .convert import (
+    convert,
+    converted_layers,
+    feedback_parameters,
+    param_groups,
+    rule_of,
+    unconvert,
+)
+from .functions import FeedbackFunction
+from .layers import FeedbackConv2d, FeedbackLinear
+from .registry import QUICK, RULES, Rule, get, names, register, resolve
+
+__all__ = [
+    "convert", "unconvert", "names", "get", "resolve", "register", "Rule", "RULES", "QUICK",
+    "alignment_angles", "gradient_angles", "norm_ratios", "angle", "weight_layers",
+    "AngleLogger", "NoisyUpdates", "FeedbackLinear", "FeedbackConv2d", "FeedbackFunction",
+    "converted_layers", "feedback_parameters", "param_groups", "rule_of",
+]

@@ -1,0 +1,250 @@
+"""Turn a model's Linear and Conv2d layers into feedback layers, and back.
+
+>>> convert(model, "feedback_alignment", seed=0)      # in place; returns model
+>>> convert(model, "symmetric_alignment", preset="quick")
+>>> convert(model, "symmetric_alignment", feedback_lr=0.5)   # B in its own lr group
+>>> unconvert(model)                                  # exact backprop again
+
+B (``layer.feedback``) is an ``nn.Parameter`` whose ``.grad`` the rule fills, so any
+torch optimizer trains W and B together. Parameters that need settings of their own
+carry an ``optim`` dict (``{"weight_decay": 0.0}`` on B: the task's weight decay applies
+to W only); :func:`param_groups` turns those into optimizer groups.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from . import registry
+from .layers import (
+    FEEDBACK_CLASSES,
+    PLAIN_CLASSES,
+    FeedbackConv2d,
+    FeedbackLayer,
+    param_of,
+    plain_class,
+    set_class,
+)
+from .primitives import ConvOps, LinearOps, kaiming_std, make_plan
+
+__all__ = ["convert", "unconvert", "converted_layers", "feedback_parameters", "param_groups",
+           "rule_of"]
+
+_LAYER_ATTRS = ("rule", "coefficients", "_plan", "_override", "_param_optim", "_pre_pad",
+                "_pad_mode", "_saved_weight_optim")
+
+
+def _unsupported_reason(module: nn.Module) -> str | None:
+    """Why a weight layer cannot be converted, or None when it can."""
+    base = plain_class(module)
+    if base in PLAIN_CLASSES:
+        base = PLAIN_CLASSES[base]
+    if base is nn.Conv2d:
+        if module.groups != 1:
+            return f"Conv2d with groups={module.groups} (only groups=1 is supported)"
+        return None
+    if base is nn.Linear:
+        return None
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        parent = "nn.Linear" if isinstance(module, nn.Linear) else "nn.Conv2d"
+        return f"{type(module).__name__}, a subclass of {parent} with a forward of its own"
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.Bilinear)):
+        return f"{type(module).__name__} (only Linear and Conv2d layers are supported)"
+    return None
+
+
+def _scan(model: nn.Module, strict: bool) -> list[tuple[str, nn.Module]]:
+    targets, bad = [], []
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear)):
+            continue
+        reason = _unsupported_reason(m)
+        if reason is None:
+            targets.append((name, m))
+        else:
+            bad.append(f"{name or '<model>'}: {reason}")
+    if bad and strict:
+        raise ValueError("cannot convert these layers to a feedback rule: " + "; ".join(bad)
+                         + ". Pass strict=False to leave them on backprop.")
+    if bad:
+        warnings.warn("left on backprop (not supported by feedback rules): " + "; ".join(bad),
+                      stacklevel=3)
+    if not targets:
+        raise ValueError("the model has no Linear or Conv2d layer to convert")
+    return targets
+
+
+def _conv_geometry(m: nn.Conv2d):
+    """(ConvOps, explicit pre-padding or None, pad mode) reproducing ``m``'s padding."""
+    pre, mode, padding = None, "constant", m.padding
+    if m.padding_mode != "zeros":
+        pre, mode, padding = tuple(m._reversed_padding_repeated_twice), m.padding_mode, (0, 0)
+    elif padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        totals = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        if all(t % 2 == 0 for t in totals):
+            padding = tuple(t // 2 for t in totals)
+        else:
+            pre, padding = tuple(m._reversed_padding_repeated_twice), (0, 0)
+    ops = ConvOps(tuple(m.stride), tuple(padding), tuple(m.dilation))
+    return ops, pre, mode
+
+
+def _strip(m: nn.Module) -> None:
+    """Undo one layer's conversion (restoring the weight's own ``optim``)."""
+    w = param_of(m, "weight")
+    saved = m.__dict__.get("_saved_weight_optim", "unset")
+    if w is not None and saved != "unset":
+        if saved is None:
+            w.__dict__.pop("optim", None)
+        else:
+            w.optim = dict(saved)
+    m._parameters.pop("feedback", None)
+    for attr in _LAYER_ATTRS:
+        m.__dict__.pop(attr, None)
+    set_class(m, PLAIN_CLASSES[plain_class(m)])
+
+
+def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
+                   feedback_lr: float | None) -> None:
+    if isinstance(m, FeedbackLayer):
+        _strip(m)
+    base = plain_class(m)
+    w = param_of(m, "weight")
+    cur = m.weight.detach()
+    n, nnz = cur.numel(), int(torch.count_nonzero(cur))
+    norm = float(cur.float().norm())
+    if isinstance(m, nn.Conv2d):
+        ops, pre, mode = _conv_geometry(m)
+    else:
+        ops, pre, mode = LinearOps(), None, "constant"
+
+    # B's scale matches W's (so the backward signal keeps backprop's magnitude): a random
+    # B with ‖B‖ = ‖W‖, or sign(W) times W's RMS over its nonzero entries.
+    fallback = kaiming_std(cur)
+    sign_scale = norm / math.sqrt(nnz) if nnz else fallback
+    set_class(m, FEEDBACK_CLASSES[base])
+    m._saved_weight_optim = dict(w.optim) if hasattr(w, "optim") else None
+    param_optim = {}
+    if rule.feedback in ("fixed", "learned"):
+        std = norm / math.sqrt(n) if norm > 0 else fallback
+        draw = torch.randn(tuple(cur.shape), generator=gen, dtype=torch.float64) * std
+        fb = torch.empty_like(w.detach())
+        fb.copy_(draw)
+        m.feedback = nn.Parameter(fb, requires_grad=rule.learned)
+        param_optim["feedback"] = {"weight_decay": 0.0}
+        if feedback_lr is not None:
+            param_optim["feedback"]["lr"] = float(feedback_lr)
+    else:
+        m.register_parameter("feedback", None)
+    if rule.shares_decay:
+        decay = 2.0 * sum(settings[k] for k, (p, _) in rule.terms.items() if p == "decay")
+        param_optim["weight"] = {**(m._saved_weight_optim or {}), "weight_decay": decay}
+    m.rule = rule.name
+    m.coefficients = dict(settings)
+    m._plan = make_plan(ops, rule, settings, sign_scale)
+    m._override = None
+    m._param_optim = param_optim
+    if isinstance(m, FeedbackConv2d):
+        m._pre_pad, m._pad_mode = pre, mode
+    m.attach_optim()
+
+
+def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = None,
+            preset: str | None = None, feedback_lr: float | None = None,
+            **coefficients) -> nn.Module:
+    """Make every Linear and Conv2d layer of ``model`` learn with ``rule``, in place.
+
+    Args:
+        model: any module (a single layer too). BatchNorm, pooling, activations and
+            residual adds keep ordinary backprop.
+        rule: a name from :func:`names` (or a registered :class:`Rule`). ``"backprop"``
+            is :func:`unconvert`.
+        strict: raise on a layer the rules cannot handle (grouped convs, Conv1d, custom
+            Linear subclasses); with ``strict=False`` such layers stay on backprop, with
+            a warning.
+        seed: seeds the draw of the random B's (default: drawn from torch's global RNG,
+            so ``nbkit.seed`` makes it repeat).
+        preset: ``"quick"`` uses :data:`QUICK`'s larger coefficients for short demos;
+            ``None``/``"default"`` uses [TR]'s.
+        feedback_lr: a learning rate of B's own (put in B's ``optim`` dict), the other way
+            to fast alignment; or build a separate optimizer over
+            :func:`feedback_parameters`.
+        **coefficients: override the rule's coefficients (``alpha=...``) and options
+            (``samples=...``); a name the rule does not have is an error.
+
+    Converting an already converted model replaces its rule (and draws new B's); it does
+    not stack wrappers.
+    """
+    r = registry.get(rule)
+    settings = registry.resolve(r, preset, **coefficients)
+    if r.feedback == "transpose":
+        if feedback_lr is not None:
+            raise ValueError("feedback_lr has no effect with backprop, which has no B")
+        return unconvert(model)
+    if feedback_lr is not None and not r.learned:
+        raise ValueError(f"feedback_lr applies to learned rules only; {r.name!r} does not "
+                         "learn its B")
+    targets = _scan(model, strict)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, ()).item())
+    gen = torch.Generator().manual_seed(int(seed))
+    for _, m in targets:
+        _convert_layer(m, r, settings, gen, feedback_lr)
+    return model
+
+
+def unconvert(model: nn.Module) -> nn.Module:
+    """Restore plain ``nn.Linear``/``nn.Conv2d`` layers (exact backprop), in place."""
+    for m in model.modules():
+        if isinstance(m, FeedbackLayer):
+            _strip(m)
+    return model
+
+
+def converted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` of every converted layer."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, FeedbackLayer)]
+
+
+def rule_of(model: nn.Module) -> str:
+    """The model's rule name: ``"backprop"`` when no layer is converted, the common rule
+    of the converted layers, or ``"mixed"``."""
+    rules = {m.rule for _, m in converted_layers(model)}
+    return "backprop" if not rules else rules.pop() if len(rules) == 1 else "mixed"
+
+
+def feedback_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The learned B's, for an optimizer of their own."""
+    return [m.feedback for _, m in converted_layers(model)
+            if m.feedback is not None and m.feedback.requires_grad]
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *,
+                 feedback: bool = True) -> list[dict]:
+    """Optimizer parameter groups for a plain torch loop: one group for ordinary
+    parameters, one per distinct ``param.optim`` override dict (B: no weight decay, and
+    its own lr when asked; Kolen-Pollack's W: the shared decay). ``feedback=False``
+    leaves the learned B's out (give them an optimizer of their own).
+
+    >>> opt = torch.optim.SGD(param_groups(model, lr=0.1, weight_decay=5e-4), momentum=0.9)
+    """
+    skip = set() if feedback else {id(p) for p in feedback_parameters(model)}
+    plain, special = [], {}
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in skip:
+            continue
+        overrides = getattr(p, "optim", None)
+        if overrides:
+            special.setdefault(tuple(sorted(overrides.items())), []).append(p)
+        else:
+            plain.append(p)
+    groups = [{"params": plain, "lr": lr, "weight_decay": weight_decay}] if plain else []
+    for key, params in special.items():
+        groups.append({"params": params, "lr": lr, "weight_decay": weight_decay, **dict(key)})
+    return groups

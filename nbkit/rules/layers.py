@@ -1,0 +1,148 @@
+"""Converted layers: :class:`FeedbackLinear` and :class:`FeedbackConv2d`.
+
+They are subclasses of ``nn.Linear`` and ``nn.Conv2d``, so ``isinstance`` checks,
+``.weight``, pruning masks and optimizer state keep working. :func:`.convert` turns an
+existing layer into one in place (by changing its class), so its parameters, buffers,
+hooks and parametrizations stay what they were. A converted layer adds:
+
+- ``feedback``: the parameter F = Bᵀ, with ``weight``'s shape (None for sign symmetry,
+  whose B is computed from W);
+- ``rule``: the rule's name, and ``coefficients``: its settings;
+- ``optim`` dicts on its parameters, read by the optimizer helpers (see
+  :func:`.convert.param_groups`); they survive ``copy.deepcopy``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .functions import FeedbackFunction
+
+__all__ = ["FeedbackLinear", "FeedbackConv2d", "FeedbackLayer", "param_of"]
+
+
+def _autocast_dtype(device_type: str):
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+def _cast(dtype, *tensors):
+    return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t
+                 for t in tensors)
+
+
+def param_of(module: nn.Module, name: str):
+    """The leaf Parameter behind ``module.<name>``: itself, or the original tensor of a
+    parametrization, or ``<name>_orig`` of ``torch.nn.utils.prune``. None if absent."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    p = module._parameters.get(name)
+    return p if p is not None else module._parameters.get(name + "_orig")
+
+
+class FeedbackLayer:
+    """Mixin with what both converted layer types share."""
+
+    rule: str
+    _override = None  # None, "backprop" (exact autograd) or "nograd" (no B gradient)
+
+    def _inputs(self, x):
+        w, b, fb = self.weight, self.bias, self.feedback
+        if fb is not None and self._override == "nograd":
+            fb = fb.detach()
+        dtype = _autocast_dtype(x.device.type)
+        if dtype is not None:
+            x, w, b, fb = _cast(dtype, x, w, b, fb)
+        return x, w, b, fb
+
+    def attach_optim(self):
+        """(Re)attach the recorded ``optim`` dicts to this layer's parameters."""
+        for name, opts in getattr(self, "_param_optim", {}).items():
+            p = param_of(self, name)
+            if p is not None:
+                p.optim = dict(opts)
+
+    def __deepcopy__(self, memo):
+        replica = self.__class__.__new__(self.__class__)
+        memo[id(self)] = replica
+        replica.__dict__ = copy.deepcopy(self.__dict__, memo)
+        replica.attach_optim()
+        return replica
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.attach_optim()
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, rule={self.rule}"
+
+
+class FeedbackLinear(FeedbackLayer, nn.Linear):
+    """An ``nn.Linear`` whose backward pass sends δy through B (see :mod:`.functions`)."""
+
+    def forward(self, x):
+        if self._override == "backprop":
+            return nn.Linear.forward(self, x)
+        x, w, b, fb = self._inputs(x)
+        shape = x.shape
+        out = FeedbackFunction.apply(x.reshape(-1, shape[-1]), w, b, fb, self._plan)
+        return out.reshape(*shape[:-1], out.shape[-1])
+
+
+class FeedbackConv2d(FeedbackLayer, nn.Conv2d):
+    """An ``nn.Conv2d`` (groups=1, any stride, padding or dilation) whose backward pass
+    is one fused convolution-backward call with B's kernel as the weight."""
+
+    _pre_pad = None  # explicit F.pad for non-zero padding modes and asymmetric 'same'
+    _pad_mode = "constant"
+
+    def forward(self, x):
+        if self._override == "backprop":
+            return nn.Conv2d.forward(self, x)
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self._pre_pad is not None:
+            x = F.pad(x, self._pre_pad, mode=self._pad_mode)
+        x, w, b, fb = self._inputs(x)
+        out = FeedbackFunction.apply(x, w, b, fb, self._plan)
+        return out.squeeze(0) if unbatched else out
+
+
+FEEDBACK_CLASSES = {nn.Linear: FeedbackLinear, nn.Conv2d: FeedbackConv2d}
+PLAIN_CLASSES = {v: k for k, v in FEEDBACK_CLASSES.items()}
+
+
+def _default_deepcopy(self, memo):
+    replica = self.__new__(self.__class__)
+    memo[id(self)] = replica
+    replica.__dict__ = copy.deepcopy(self.__dict__, memo)
+    return replica
+
+
+def plain_class(module: nn.Module) -> type:
+    """The module's class, looking through the class that parametrizations inject."""
+    cls = type(module)
+    return cls.__bases__[0] if parametrize.is_parametrized(module) else cls
+
+
+def set_class(module: nn.Module, base: type) -> None:
+    """Make ``module`` an instance of ``base`` in place. A parametrized module gets a
+    fresh class of its own (as ``torch.nn.utils.parametrize`` gives it), derived from
+    ``base`` and carrying the parametrization properties."""
+    if not parametrize.is_parametrized(module):
+        module.__class__ = base
+        return
+    old = type(module)
+    body = {k: v for k, v in old.__dict__.items() if isinstance(v, property)}
+    if "__getstate__" in old.__dict__:
+        body["__getstate__"] = old.__dict__["__getstate__"]
+    if not hasattr(base, "__deepcopy__"):
+        body["__deepcopy__"] = _default_deepcopy
+    module.__class__ = type(f"Parametrized{base.__name__}", (base,), body)

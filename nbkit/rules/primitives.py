@@ -1,0 +1,205 @@
+"""The regularisation primitives that drive the learned rules, and the layer algebra
+they are computed with.
+
+Storage convention: a layer's ``feedback`` tensor has the shape of its ``weight``. The
+backward matrix B of the science (same shape as Wᵀ) is its transpose; for a conv, B is
+the transposed convolution with the ``feedback`` kernel. Writing F = Bᵀ, the primitives'
+gradients with respect to F are (E: mean over samples, a sample being one example of a
+Linear or one output position of one example of a conv; y = W x; x and W constants)::
+
+    decay   R = ‖B‖²           dR/dF =  2 F
+    amp     R = −E⟨B y, x⟩      dR/dF = −E[y xᵀ]           (Hebbian)
+    sparse  R = E‖Bᵀ x‖²        dR/dF =  2 E[(F x) xᵀ]
+    null    R = E‖B y‖²         dR/dF =  2 E[y (Fᵀ y)ᵀ]
+    self    R = −tr(B W)        dR/dF = −W
+
+Every data term has the form E[g xᵀ], which is the weight gradient of the layer with
+``g`` in place of δy (:meth:`Ops.wgrad`). Terms that share an input are summed before
+the one weight-gradient call they need: a rule with amp and sparse computes
+``wgrad(x, fwd(x, 2·sparse·F − amp·W))``, one forward and one weight-gradient call, and
+null with amp computes ``wgrad(2·null·Fᵀy − amp·x, y)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["PRIMITIVES", "LinearOps", "ConvOps", "Plan", "feedback_grad"]
+
+PRIMITIVES = ("decay", "amp", "sparse", "null", "self")
+
+
+class LinearOps:
+    """y = x Wᵀ (+ b) on 2-D inputs (samples, in_features)."""
+
+    kind = "linear"
+
+    @staticmethod
+    def forward(x, weight, bias):
+        return torch.nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def fwd(x, kernel):
+        return x @ kernel.t()
+
+    @staticmethod
+    def dgrad(g, kernel, like):
+        return g @ kernel
+
+    @staticmethod
+    def wgrad(x, g, like):
+        return g.t() @ x
+
+    @staticmethod
+    def backward(g, x, kernel, mask):
+        """(δx through ``kernel``, δW, δb): three matmuls, as backprop does."""
+        dx = g @ kernel if mask[0] else None
+        dw = g.t() @ x if mask[1] else None
+        db = g.sum(0) if mask[2] else None
+        return dx, dw, db
+
+    @staticmethod
+    def samples(y):
+        return y.shape[0]
+
+
+@dataclass(frozen=True)
+class ConvOps:
+    """2-D convolution (groups=1) with fixed stride, padding and dilation."""
+
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    kind = "conv"
+
+    def forward(self, x, weight, bias):
+        return torch.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def fwd(self, x, kernel):
+        return torch.conv2d(x, kernel, None, self.stride, self.padding, self.dilation)
+
+    def _call(self, g, x, kernel, mask, bias_sizes=None):
+        return torch.ops.aten.convolution_backward(
+            g, x, kernel, bias_sizes, list(self.stride), list(self.padding),
+            list(self.dilation), False, [0, 0], 1, list(mask))
+
+    def dgrad(self, g, kernel, like):
+        """The transposed convolution of ``g`` with ``kernel``, shaped like ``like``."""
+        return self._call(g, like, kernel, (True, False, False))[0]
+
+    def wgrad(self, x, g, like):
+        """Σ over samples of g xᵀ: the weight gradient for inputs ``x`` and output grads
+        ``g`` (``like`` gives the kernel shape)."""
+        return self._call(g, x, like, (False, True, False))[1]
+
+    def backward(self, g, x, kernel, mask):
+        """One fused convolution-backward call with ``kernel`` as the weight: the input
+        gradient through ``kernel`` and the (kernel-independent) weight and bias grads."""
+        bias_sizes = [g.shape[1]] if mask[2] else None
+        dx, dw, db = self._call(g, x, kernel, mask, bias_sizes)
+        return dx, dw, db
+
+    @staticmethod
+    def samples(y):
+        return y.shape[0] * y.shape[2] * y.shape[3]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the autograd function needs to know about one converted layer.
+
+    ``feedback`` is the rule's feedback kind; ``decay`` ... ``transport`` are the
+    weights of the primitives in B's gradient (0 when absent); ``sign_scale`` is sign
+    symmetry's scale; ``noise`` and ``samples`` choose the inputs the data terms see.
+    """
+
+    ops: object
+    feedback: str
+    decay: float = 0.0
+    amp: float = 0.0
+    sparse: float = 0.0
+    null: float = 0.0
+    self_: float = 0.0
+    transport: float = 0.0
+    noise: bool = False
+    samples: int | None = None
+    sign_scale: float = 1.0
+
+    @property
+    def data_terms(self) -> bool:
+        return bool(self.amp or self.sparse or self.null)
+
+
+def make_plan(ops, rule, settings: dict, sign_scale: float = 1.0) -> Plan:
+    """A :class:`Plan` from a registry rule and its resolved settings."""
+    weights = {p: 0.0 for p in PRIMITIVES}
+    for coef, (prim, _) in rule.terms.items():
+        weights[prim] += settings[coef]
+    return Plan(ops, rule.feedback, weights["decay"], weights["amp"], weights["sparse"],
+                weights["null"], weights["self"], 1.0 if rule.transport else 0.0,
+                rule.noise_inputs, settings.get("samples"), sign_scale)
+
+
+def feedback_grad(plan: Plan, x, g, weight, fb, dw):
+    """The gradient of B's storage F (shape of W) under the plan's primitives.
+
+    ``x`` and ``g`` are the layer's saved input and output gradient, ``dw`` the weight
+    gradient already computed by the fused backward call (used by transport).
+    """
+    out = None
+
+    def add(term):
+        nonlocal out
+        out = term if out is None else out + term
+
+    if plan.transport:
+        add(dw if plan.transport == 1.0 else plan.transport * dw)
+    if plan.decay:
+        add((2.0 * plan.decay) * fb)
+    if plan.self_:
+        add((-plan.self_) * weight)
+    if plan.data_terms:
+        add(_data_terms(plan, x, weight, fb))
+    if out is None:
+        out = torch.zeros_like(fb)
+    return out
+
+
+def _data_terms(plan: Plan, x, weight, fb):
+    ops = plan.ops
+    n = x.shape[0] if plan.samples is None else min(plan.samples, x.shape[0])
+    if plan.noise:  # weight mirror: white-noise inputs of the layer's input shape
+        src = torch.randn((n, *x.shape[1:]), device=x.device, dtype=x.dtype)
+    else:
+        src = x[:n]
+    total = None
+    if plan.null:
+        y = ops.fwd(src, weight)
+        u = ops.dgrad(y, fb, src)
+        inp = (2.0 * plan.null) * u
+        if plan.amp:
+            inp = inp - plan.amp * src
+        total = ops.wgrad(inp, y, weight)
+        m = ops.samples(y)
+        if plan.sparse:
+            total = total + ops.wgrad(src, ops.fwd(src, (2.0 * plan.sparse) * fb), weight)
+    else:
+        kernel = None
+        if plan.amp:
+            kernel = (-plan.amp) * weight
+        if plan.sparse:
+            k = (2.0 * plan.sparse) * fb
+            kernel = k if kernel is None else kernel + k
+        h = ops.fwd(src, kernel)
+        m = ops.samples(h)
+        total = ops.wgrad(src, h, weight)
+    return total * (1.0 / max(m, 1))
+
+
+def kaiming_std(weight: torch.Tensor) -> float:
+    """√(2 / fan_in) for a Linear or conv weight."""
+    fan_in = math.prod(weight.shape[1:]) if weight.dim() > 1 else weight.shape[0]
+    return math.sqrt(2.0 / max(fan_in, 1))

@@ -1,0 +1,168 @@
+"""The rule registry: every learning rule by name, with its coefficients.
+
+A rule says how the backward matrix B of each layer is set or learned. The learned
+rules are weighted sums of the regularisation primitives of :mod:`.primitives`; each
+coefficient of a rule names one primitive and carries the default of [TR] (Kunin et
+al. 2020). A few rules also take *options* that are not coefficients of a primitive
+(the number of samples the data-driven primitives are estimated on).
+
+>>> get("symmetric_alignment").coefficients
+{'alpha': 0.001, 'beta': 0.002}
+>>> resolve("symmetric_alignment", alpha=0.01)["alpha"]
+0.01
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = ["Rule", "RULES", "QUICK", "names", "get", "resolve", "register"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One learning rule.
+
+    Attributes:
+        name: registry key.
+        feedback: how B is obtained: ``"transpose"`` (B = Wᵀ, backprop), ``"fixed"``
+            (a random B that never changes), ``"sign"`` (B = sign(Wᵀ) times a fixed scale,
+            recomputed from W at every backward pass) or ``"learned"`` (a random B whose
+            gradient the rule fills).
+        terms: ``{coefficient: (primitive, default)}`` for the learned rules. The
+            primitives are ``decay``, ``amp``, ``sparse``, ``null`` and ``self``.
+        noise_inputs: the data-driven primitives see white-noise inputs instead of the
+            layer's own inputs (weight mirror).
+        options: rule options that are not coefficients, with their defaults.
+        transport: B's gradient includes W's gradient (Kolen-Pollack's transported update).
+        shares_decay: W gets the same decay as B (Kolen-Pollack), through its ``optim``
+            weight-decay override, so that B − Wᵀ shrinks geometrically.
+        summary: one line for listings.
+    """
+
+    name: str
+    feedback: str
+    terms: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    noise_inputs: bool = False
+    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    transport: bool = False
+    shares_decay: bool = False
+    summary: str = ""
+
+    @property
+    def coefficients(self) -> dict:
+        """The default coefficients, ``{name: value}``."""
+        return {k: v for k, (_, v) in self.terms.items()}
+
+    @property
+    def learned(self) -> bool:
+        return self.feedback == "learned"
+
+
+def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
+    return Rule(name, feedback, MappingProxyType(dict(terms or {})),
+                options=MappingProxyType(dict(options or {})), **kw)
+
+
+# The data-driven primitives are estimated on the first `samples` examples of each batch
+# (None: the whole batch; for weight mirror, as many noise images as the batch has).
+_SAMPLES = {"samples": None}
+
+RULES: dict[str, Rule] = {r.name: r for r in (
+    _rule("backprop", "transpose", summary="B = Wᵀ (weight transport)"),
+    _rule("feedback_alignment", "fixed", summary="fixed random B"),
+    _rule("sign_symmetry", "sign", summary="B = sign(Wᵀ), scaled to W's init"),
+    _rule("weight_mirror", "learned", {"alpha": ("decay", 1e-3), "beta": ("amp", 1e-3)},
+          _SAMPLES, noise_inputs=True, summary="decay + amp on white-noise inputs"),
+    _rule("kolen_pollack", "learned", {"alpha": ("decay", 1e-3)}, transport=True, shares_decay=True,
+          summary="B gets W's update (transported) and a shared decay"),
+    _rule("information_alignment", "learned",
+          {"alpha": ("amp", 2e-3), "beta": ("null", 1e-3), "gamma": ("decay", 1e-3)},
+          _SAMPLES, summary="amp + null + decay"),
+    _rule("activation_alignment", "learned", {"alpha": ("sparse", 1e-3), "beta": ("amp", 2e-3)},
+          _SAMPLES, summary="sparse + amp (uses W x)"),
+    _rule("symmetric_alignment", "learned", {"alpha": ("decay", 1e-3), "beta": ("self", 2e-3)},
+          summary="decay + self (uses W)"),
+)}
+
+# Quick-mode presets for short demos (a few hundred SGD steps at lr ~0.05-0.1, momentum 0.9).
+# With [TR]'s defaults B approaches its fixed point at about lr·α per step (times
+# 1/(1 - momentum)), a time constant of thousands of steps. These presets scale every
+# coefficient of a rule by the same factor, which keeps the rule's fixed point, and make
+# the time constant tens of steps. Kolen-Pollack's alpha is also W's weight decay (the
+# shared decay), so its preset stays moderate. The other way to a quick demo is a
+# separate learning rate for B: ``convert(model, rule, feedback_lr=...)``.
+QUICK: dict[str, dict] = {
+    "weight_mirror": {"alpha": 0.05, "beta": 0.05},
+    "kolen_pollack": {"alpha": 0.01},
+    "information_alignment": {"alpha": 0.1, "beta": 0.05, "gamma": 0.05},
+    "activation_alignment": {"alpha": 0.05, "beta": 0.1},
+    "symmetric_alignment": {"alpha": 0.05, "beta": 0.1},
+}
+
+PRESETS = {"default": {}, "quick": QUICK}
+
+
+def names() -> list[str]:
+    """Every registered rule name, sorted."""
+    return sorted(RULES)
+
+
+def register(rule: Rule, quick: dict | None = None) -> Rule:
+    """Add a rule (for instance a new combination of primitives) to the registry."""
+    if not isinstance(rule, Rule):
+        raise ValueError(f"register takes a Rule, got {type(rule).__name__}")
+    if rule.feedback not in ("transpose", "fixed", "sign", "learned"):
+        raise ValueError(f"rule {rule.name!r}: unknown feedback kind {rule.feedback!r}")
+    from .primitives import PRIMITIVES
+
+    for coef, (prim, _) in rule.terms.items():
+        if prim not in PRIMITIVES:
+            raise ValueError(f"rule {rule.name!r}: coefficient {coef!r} names unknown "
+                             f"primitive {prim!r}; valid: {sorted(PRIMITIVES)}")
+    RULES[rule.name] = rule
+    if quick is not None:
+        QUICK[rule.name] = dict(quick)
+    return rule
+
+
+def get(rule) -> Rule:
+    """The :class:`Rule` for a name (or the rule itself). Unknown names raise a
+    ValueError that lists the valid ones."""
+    if isinstance(rule, Rule):
+        return rule
+    if not isinstance(rule, str) or rule not in RULES:
+        raise ValueError(f"unknown learning rule {rule!r}; valid rules are: "
+                         f"{', '.join(names())}")
+    return RULES[rule]
+
+
+def resolve(rule, preset: str | None = None, **overrides) -> dict:
+    """The rule's settings: its default coefficients and options, then the preset's
+    values, then ``overrides``. A name the rule does not have raises a ValueError."""
+    r = get(rule)
+    if preset is None:
+        preset = "default"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    settings = {**r.coefficients, **r.options}
+    for source in (PRESETS[preset].get(r.name, {}), overrides):
+        unknown = sorted(set(source) - set(settings))
+        if unknown:
+            valid = ", ".join(sorted(settings)) or "none"
+            raise ValueError(f"rule {r.name!r} has no coefficient {', '.join(map(repr, unknown))}"
+                             f"; its coefficients and options are: {valid}")
+        settings.update(source)
+    for k in r.coefficients:
+        value = settings[k]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"coefficient {k!r} of rule {r.name!r} must be a number >= 0, "
+                             f"got {value!r}")
+        settings[k] = float(value)
+    if settings.get("samples") is not None:
+        s = settings["samples"]
+        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+            raise ValueError(f"option 'samples' of rule {r.name!r} must be a positive int "
+                             f"or None, got {s!r}")
+    return settings
