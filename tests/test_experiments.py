@@ -236,6 +236,22 @@ def test_keep_going_records_failures_and_time_budget_stops_cleanly(tmp_path, toy
         E.sweep(TOY, "huge", out)
 
 
+def test_prepare_runs_once_per_sweep_and_only_when_work_remains(tmp_path):
+    calls = []
+    kind = Toy(tmp_path / "log.txt")
+    runner.register_kind("toy", prepare=lambda config, *, device: calls.append(config["x"]))(
+        kind)
+    try:
+        E.sweep(TOY, "full", tmp_path / "res", device="cpu", progress=False, limit=3)
+        E.sweep(TOY, "full", tmp_path / "res", device="cpu", progress=False, limit=3)
+        E.sweep(TOY, "full", tmp_path / "res", device="cpu", progress=False, limit=5)
+    finally:
+        runner.RUN_KINDS.pop("toy")
+        runner.PREPARE.pop("toy")
+    assert calls == [1, 4]  # the first pending run's config; none for the no-op sweep
+    assert sum(finished(kind.log).values()) == 5
+
+
 def test_collect_merges_one_small_json_with_provenance(tmp_path, toy):
     out = tmp_path / "res"
     E.sweep(TOY, "full", out, device="cpu", progress=False, limit=7)

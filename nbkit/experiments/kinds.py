@@ -37,6 +37,11 @@ def dataset(name: str, device) -> _data.Dataset:
     return _dataset(name, str(device))
 
 
+def _load(config: dict, *, device) -> None:
+    """Load the run's dataset (once per process), before the timed runs."""
+    dataset(config["data"], device)
+
+
 def _build(config: dict, ds: _data.Dataset, device) -> nn.Module:
     return models.build(config["model"], num_classes=int(config.get("num_classes", 10)),
                         input_shape=ds.input_shape, device=device,
@@ -65,7 +70,7 @@ def _prune(model: nn.Module, config: dict, ds: _data.Dataset, device) -> dict:
             "effective_density": float(pruning.effective_density(model))}
 
 
-@register_kind("prune_at_init")
+@register_kind("prune_at_init", prepare=_load)
 def prune_at_init(config: dict, *, device) -> dict:
     """Build ``config["model"]`` and prune it at init with ``config["method"]`` to
     density 10^-log10_rho. Returns per-layer densities (``layers``, ``sizes``,
@@ -80,7 +85,7 @@ def _history(history: dict) -> dict:
     return {k: history[k] for k in keys if k in history}
 
 
-@register_kind("train_pruned")
+@register_kind("train_pruned", prepare=_load)
 def train_pruned(config: dict, *, device) -> dict:
     """Prune at init as :func:`prune_at_init` (unless ``method`` is "dense"), then train
     with ``config["train"]`` (keyword arguments of :func:`nbkit.train.fit`). Returns the
@@ -108,7 +113,7 @@ def _angle_series(records: list, key: str) -> dict:
             "layers": {n: [r[key].get(n) for r in rows] for n in layers}}
 
 
-@register_kind("train_rule")
+@register_kind("train_rule", prepare=_load)
 def train_rule(config: dict, *, device) -> dict:
     """Build ``config["model"]``, convert it to ``config["rule"]`` (with ``preset``,
     ``coefficients`` and ``feedback_lr``), train it with ``config["train"]`` and return

@@ -37,13 +37,22 @@ __all__ = ["Experiment", "SweepReport", "RUN_KINDS", "register_kind", "expand", 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent.parent / "data" / "results"
 
 RUN_KINDS: dict[str, Callable[..., dict]] = {}
+PREPARE: dict[str, Callable[..., None]] = {}
 
 
-def register_kind(name: str):
+def register_kind(name: str, prepare: Callable[..., None] | None = None):
     """Register a run kind: ``fn(config: dict, *, device) -> JSON-able dict``. The runner
-    seeds everything with ``config["seed"]`` (when present) before calling it."""
+    seeds everything with ``config["seed"]`` (when present) before calling it.
+
+    ``prepare(config, *, device)``, when given, is called once before a sweep's first
+    run (to load a dataset, say), so that one-off setup is not counted as the time of
+    the first run."""
     def deco(fn):
         RUN_KINDS[name] = fn
+        if prepare is not None:
+            PREPARE[name] = prepare
+        else:
+            PREPARE.pop(name, None)
         return fn
     return deco
 
@@ -90,6 +99,7 @@ class SweepReport:
     redone: dict = field(default_factory=dict)
     failed: dict = field(default_factory=dict)
     stopped_for_time: bool = False
+    setup_seconds: float = 0.0
     seconds: float = 0.0
 
     @property
@@ -249,6 +259,10 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
 
     dev = get_device(device)
     static = store.provenance(dev)
+    if exp.kind in PREPARE:
+        t0 = time.perf_counter()
+        PREPARE[exp.kind](copy.deepcopy(pending[0].config), device=dev)
+        report.setup_seconds = time.perf_counter() - t0
     longest = 0.0
     bar = tqdm(total=len(runs), initial=report.already_done, desc=f"{exp.name}/{variant}",
                unit="run", disable=not progress, dynamic_ncols=True)
