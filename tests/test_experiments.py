@@ -248,7 +248,7 @@ def test_prepare_runs_once_per_sweep_and_only_when_work_remains(tmp_path):
     finally:
         runner.RUN_KINDS.pop("toy")
         runner.PREPARE.pop("toy")
-    assert calls == [1, 4]  # the first pending run's config; none for the no-op sweep
+    assert calls == [0, 3]  # the first pending run's config; none for the no-op sweep
     assert sum(finished(kind.log).values()) == 5
 
 

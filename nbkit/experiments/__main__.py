@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from . import default_collect_path, default_out, get, names
+from . import default_collect_path, default_out, get, names, store
 from .runner import collect, plan, sweep
 
 
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
     overrides = _parse_set(args.overrides)
     if args.dry_run:
         runs = plan(exp, variant, out, args.seeds, overrides, args.limit)
-        done = sum(1 for r in runs if r.path.exists())
-        print(f"{exp.name}/{variant}: {len(runs)} runs, {done} with a result file, in {out}")
+        done = sum(1 for r in runs if store.read_record(r.path, r.config)[0] is not None)
+        print(f"{exp.name}/{variant}: {len(runs)} runs, {done} already done, in {out}")
         for r in runs[:5]:
             print("  ", r.run_id)
         return 0

@@ -71,7 +71,8 @@ LAYER_COLLAPSE = Experiment(
     summarize=summary.layer_collapse,
 )
 
-_AVC_AXES = {"method": PRUNERS, "log10_rho": [1.0, 2.0, 3.0]}
+# Highest compression first: a sweep cut short has every pruner at rho = 1000 and dense.
+_AVC_AXES = {"log10_rho": [3.0, 2.0, 1.0], "method": PRUNERS}
 ACCURACY_VS_COMPRESSION = Experiment(
     name="accuracy_vs_compression",
     kind="train_pruned",
@@ -97,7 +98,7 @@ ACCURACY_VS_COMPRESSION = Experiment(
                   "per": {"method": {"synflow": {"iterations": 100}}}},
         "quick": {"base": {**TINY_CONV, "data": "cifar10-mini", **_PRUNE_BASE,
                            "train": {**RECIPES["quick"], "batch_size": 64, "steps": 40}},
-                  "axes": {"seed": [0], "method": PRUNERS, "log10_rho": [1.0, 2.0]},
+                  "axes": {"seed": [0], "log10_rho": [2.0, 1.0], "method": PRUNERS},
                   "include": [{"method": "dense", "log10_rho": 0.0}],
                   "per": {"method": {"synflow": {"iterations": 20}}}},
     },

@@ -10,7 +10,8 @@ with :func:`register_kind`) and, per variant ("quick", "full", ...), a grid::
      "per": {"method": {"synflow": {"iterations": 100}}}}  # settings that depend on a value
 
 :func:`expand` turns a grid into a list of run configurations, ordered by the first axis
-(seed first, so an interrupted sweep has complete seeds). :func:`sweep` runs every
+(seed first, so an interrupted sweep has complete seeds; within a value of the first
+axis the ``include`` points come first). :func:`sweep` runs every
 configuration that has no valid result file yet, so it can be stopped at any point and
 started again without losing or repeating finished work; a corrupt or partial file is
 detected and its run redone. :func:`collect` merges a results folder into one small JSON.
@@ -150,9 +151,8 @@ def expand(grid: dict, seeds=None, overrides: dict | None = None) -> list[dict]:
         for values in itertools.product(*(axes[k] for k in free)):
             yield {**fixed, **dict(zip(free, values))}
 
-    points = list(product({}))
-    for extra in grid.get("include", []):
-        points.extend(product(dict(extra)))
+    points = [p for extra in grid.get("include", []) for p in product(dict(extra))]
+    points.extend(product({}))
     if axes:
         first = next(iter(axes))
         order = {v: i for i, v in enumerate(axes[first])}
