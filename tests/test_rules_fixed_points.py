@@ -1,0 +1,118 @@
+"""Each learned rule drives B to the fixed point SCIENCE.md gives, on a single layer with
+synthetic inputs (W held fixed unless the rule moves it)."""
+
+import pytest
+import torch
+from torch import nn
+
+from nbkit import rules
+
+D = torch.float64
+
+
+def _train_b(layer, inputs, steps, lr, grad_out=None):
+    """Plain gradient descent on the layer's B alone; W stays fixed."""
+    layer.weight.requires_grad_(False)
+    if layer.bias is not None:
+        layer.bias.requires_grad_(False)
+    opt = torch.optim.SGD([layer.feedback], lr=lr)
+    for t in range(steps):
+        x = inputs(t) if callable(inputs) else inputs
+        out = layer(x)
+        opt.zero_grad()
+        out.backward(torch.zeros_like(out) if grad_out is None else grad_out)
+        opt.step()
+    return layer.feedback.detach()
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(12, 7), nn.Conv2d(3, 5, 3, stride=2, padding=1)])
+def test_symmetric_alignment_goes_to_wt(layer):
+    torch.manual_seed(0)
+    layer = rules.convert(layer.to(D), "symmetric_alignment", alpha=0.5, beta=1.0, seed=0)
+    assert float(rules.angle(layer.weight, layer.feedback)) > 60
+    x = torch.randn(4, 12, dtype=D) if isinstance(layer, nn.Linear) else \
+        torch.randn(2, 3, 8, 8, dtype=D)
+    fb = _train_b(layer, x, steps=60, lr=0.5)
+    torch.testing.assert_close(fb, layer.weight, atol=1e-9, rtol=1e-9)
+    # the defaults have the same fixed point (beta / 2 alpha = 1), just slower
+    assert rules.get("symmetric_alignment").coefficients == {"alpha": 1e-3, "beta": 2e-3}
+
+
+def test_kolen_pollack_gap_shrinks_geometrically():
+    """B and W get the same update and the same decay 2α, so B − Wᵀ shrinks by exactly
+    (1 − 2αη) per plain SGD step, whatever the data."""
+    torch.manual_seed(0)
+    alpha, lr = 0.05, 0.5
+    layer = rules.convert(nn.Linear(10, 6).to(D), "kolen_pollack", alpha=alpha, seed=0)
+    assert layer.weight.optim == {"weight_decay": 2 * alpha}
+    opt = torch.optim.SGD(rules.param_groups(layer, lr=lr, weight_decay=1e-4), lr=lr)
+    gaps = [(layer.feedback - layer.weight).norm().item()]
+    start = rules.alignment_angles(layer)["FeedbackLinear"]
+    for _ in range(40):
+        x, target = torch.randn(16, 10, dtype=D), torch.randn(16, 6, dtype=D)
+        loss = ((layer(x) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        gaps.append((layer.feedback - layer.weight).norm().item())
+    ratios = torch.tensor(gaps[1:], dtype=D) / torch.tensor(gaps[:-1], dtype=D)
+    torch.testing.assert_close(ratios, torch.full_like(ratios, 1 - 2 * alpha * lr),
+                               atol=1e-9, rtol=1e-9)
+    assert rules.alignment_angles(layer)["FeedbackLinear"] < start / 2
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(16, 6), nn.Conv2d(2, 4, 3)])
+def test_weight_mirror_is_proportional_to_wt_under_white_noise(layer):
+    """B → (β / 2α) E[x xᵀ] Wᵀ = ½ Wᵀ for unit white-noise inputs (the layer's own
+    inputs play no part: weight mirror feeds noise)."""
+    torch.manual_seed(0)
+    layer = rules.convert(layer, "weight_mirror", alpha=0.5, beta=0.5, seed=0)
+    x = torch.full((256, 16), 3.0) if isinstance(layer, nn.Linear) else \
+        torch.full((8, 2, 8, 8), 3.0)  # constant inputs: only the noise counts
+    _train_b(layer, x, steps=100, lr=0.1)
+    fb = _train_b(layer, x, steps=100, lr=0.01)
+    assert float(rules.angle(fb, layer.weight)) < 4
+    ratio = (fb.norm() / layer.weight.norm()).item()
+    assert abs(ratio - 0.5) < 0.05
+
+
+def test_information_alignment_fixed_point():
+    """B → E[x yᵀ](E[y yᵀ] + I)⁻¹ with [TR]'s coefficient ratios (α = 2β = 2γ)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 4, bias=False).to(D)
+    layer = rules.convert(layer, "information_alignment", alpha=0.2, beta=0.1, gamma=0.1)
+    x = torch.randn(512, 6, dtype=D) @ torch.randn(6, 6, dtype=D)
+    fb = _train_b(layer, x, steps=1500, lr=0.3)
+    y = x @ layer.weight.t()
+    exy, eyy = x.t() @ y / len(x), y.t() @ y / len(x)
+    b_star = exy @ torch.linalg.inv(eyy + torch.eye(4, dtype=D))
+    torch.testing.assert_close(fb.t(), b_star, atol=1e-7, rtol=1e-6)
+
+
+def test_activation_alignment_matches_w_on_the_data_subspace():
+    """AA's gradient is (2αF − βW) E[x xᵀ]: on the span of the data F → W (β = 2α);
+    off it, F keeps its random start."""
+    torch.manual_seed(0)
+    layer = rules.convert(nn.Linear(8, 5, bias=False).to(D), "activation_alignment",
+                          alpha=0.25, beta=0.5, seed=0)
+    basis, _ = torch.linalg.qr(torch.randn(8, 3, dtype=D))  # a 3-d data subspace
+    x = torch.randn(256, 3, dtype=D) @ basis.t()
+    start = layer.feedback.detach().clone()
+    fb = _train_b(layer, x, steps=800, lr=0.5)
+    torch.testing.assert_close(fb @ basis, layer.weight @ basis, atol=1e-7, rtol=1e-6)
+    off = torch.eye(8, dtype=D) - basis @ basis.t()
+    torch.testing.assert_close(fb @ off, start @ off, atol=1e-9, rtol=1e-9)
+    assert float(rules.angle(fb, layer.weight)) > 10  # so the full angle need not reach 0
+
+
+def test_samples_option_estimates_on_part_of_the_batch():
+    """With samples=k only the first k examples drive the data terms."""
+    torch.manual_seed(0)
+    a = rules.convert(nn.Linear(5, 3).to(D), "activation_alignment", samples=4, seed=0)
+    b = rules.convert(nn.Linear(5, 3).to(D), "activation_alignment", seed=0)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(10, 5, dtype=D)
+    for m, inp in ((a, x), (b, x[:4])):
+        out = m(inp)
+        out.backward(torch.zeros_like(out))
+    torch.testing.assert_close(a.feedback.grad, b.feedback.grad)
