@@ -68,8 +68,10 @@ def _curve_trace(c: dict) -> go.Scatter:
         line=dict(color=color_for(method), dash=style["dash"], width=style["width"]),
         marker=dict(symbol=style["symbol"], size=8 if kind != "published" else 7,
                     color=color_for(method), line=dict(width=1.5, color=color_for(method))),
+        # set even when hidden: a live figure updated in place must drop old error bars
         error_y=(dict(type="data", array=std, visible=True, thickness=1, width=3)
-                 if std is not None else None),
+                 if std is not None else dict(type="data", array=np.zeros_like(y),
+                                              visible=False)),
         opacity=0.85 if kind == "published" else 1.0,
         customdata=custom, hovertemplate=hover)
 

@@ -1,0 +1,163 @@
+"""The train-pruned-networks widgets, driven without a kernel, on a tiny MLP trained for a
+few steps: move a control, press Train, and check the figure against the science."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nbkit.viz import style
+from nbkit.widgets import training as wt
+
+TINY = {"model_kwargs": {"depth": 3, "width": 16}, "synflow_iterations": 5,
+        "log10_rho": (1.0, 3.0), "train": {"steps": 3, "epochs": 1}}
+
+
+def _live(fig, kind="solid"):
+    return {t.name: t for t in fig.data if t.line.dash == kind and t.legendgroup}
+
+
+@pytest.fixture(scope="module")
+def app():
+    return wt.training_app(config=TINY)
+
+
+def test_default_run_draws_every_pruner_against_compression(app):
+    assert not app.messages
+    assert app.progress.value == 1.0
+    assert app.figure.layout.xaxis.type == "log"
+    live = _live(app.figure)
+    assert sorted(live) == sorted(style.label_for(p) for p in wt.PRUNERS)
+    for name, trace in live.items():
+        np.testing.assert_allclose(trace.x, [10.0, 1000.0])
+        assert trace.line.color == style.color_for(
+            next(p for p in wt.PRUNERS if style.label_for(p) == name))
+    names = [t.name for t in app.figure.data]
+    assert "dense" in names and "chance (10%)" in names
+    assert "11 runs" in app.caption.value
+    assert "mlp (depth=3, width=16)" in app.figure.layout.annotations[0].text
+
+
+def test_magnitude_empties_the_largest_layer_first(app):
+    runs = {(r["method"], r["log10_rho"]): r for r in app.result["runs"]}
+    sizes = {"layers.0.weight": 3072 * 16, "layers.2.weight": 16 * 16, "fc.weight": 16 * 10}
+    mag = runs["magnitude", 3.0]
+    largest = max(sizes, key=sizes.get)
+    assert mag["layer_density"][largest] == 0.0
+    assert all(mag["layer_density"][n] > 0 for n in sizes if n != largest)
+    assert mag["collapsed"] and mag["top1"] == pytest.approx(10.0)   # a constant output
+    syn = runs["synflow", 3.0]                       # iterative SynFlow keeps every layer
+    assert not syn["collapsed"] and min(syn["layer_density"].values()) > 0
+    for r in app.result["runs"]:                     # global top-k keeps exactly round(d N)
+        assert r["kept"] == round(10.0 ** -r["log10_rho"] * r["total"])
+    assert "Magnitude at 10^3" in app.caption.value
+
+
+def test_choosing_pruners_and_compressions_redraws(app):
+    app.controls["pruners"].value = ("synflow", "magnitude")
+    app.controls["log10_rhos"].value = (1.0, 2.0, 3.0)
+    app.button.click()
+    live = _live(app.figure)
+    assert sorted(live) == ["Magnitude", "SynFlow"]
+    np.testing.assert_allclose(live["SynFlow"].x, [10.0, 100.0, 1000.0])
+    assert "7 runs" in app.caption.value
+    assert not app.messages
+
+
+def test_shuffle_adds_dotted_twins_with_the_same_layer_densities(app):
+    app.controls["pruners"].value = ("snip",)
+    app.controls["log10_rhos"].value = (1.0,)
+    app.controls["shuffle"].value = True
+    app.button.click()
+    dotted = _live(app.figure, "dot")
+    assert list(dotted) == ["SNIP (layer-wise shuffle)"]
+    runs = app.result["runs"]
+    mine, shuffled = [r for r in runs if r["method"] == "snip"]
+    assert shuffled["shuffle"] and mine["layer_density"] == shuffled["layer_density"]
+
+
+def test_compute_error_shows_and_the_app_keeps_working(app):
+    before = len(app.figure.data)
+    app.controls["pruners"].value = ()
+    app.button.click()
+    assert "choose at least one pruner" in app.messages
+    assert len(app.figure.data) == before            # the last figure stays
+    assert not app.button.disabled
+    app.controls["pruners"].value = ("random",)
+    app.controls["shuffle"].value = False
+    app.button.click()
+    assert not app.messages and list(_live(app.figure)) == ["Random"]
+
+
+def test_shuffle_app_compares_bars_at_one_compression():
+    app = wt.shuffle_app(config=TINY, log10_rho=1.0, pruners=("snip", "synflow"))
+    assert not app.messages
+    mine, shuffled = app.figure.data
+    assert list(mine.x) == ["SNIP", "SynFlow"] and shuffled.marker.pattern.shape == "/"
+    assert app.result["same_density"] == {"snip": True, "synflow": True}
+    assert "exactly its pruner" in app.caption.value
+    app.controls["log10_rho"].value = 3.0
+    app.button.click()
+    assert "10<sup>3</sup>" in app.figure.layout.title.text
+    assert app.result["log10_rho"] == 3.0
+
+
+def _collected(path, top1):
+    merged = {"experiment": "accuracy_vs_compression", "variant": "full",
+              "config": {"model": "vgg16_bn", "data": "cifar10", "num_classes": 10,
+                         "train": {"epochs": 160}},
+              "provenance": {"runs": 16, "devices": ["NVIDIA H100"], "last_date": "2026-01-02"},
+              "summary": {"dense_top1": 93.0, "top1": top1,
+                          "top1_std": {m: {k: 0.5 for k in v} for m, v in top1.items()}}}
+    path.write_text(json.dumps(merged))
+
+
+def test_full_scale_app_published_only_then_with_nbkit_results(tmp_path):
+    app = wt.full_scale_app(results_dir=tmp_path)
+    assert "No full-scale nbkit results" in app.caption.value
+    assert app.figure.layout.title.text == "Full scale: vgg16_bn on CIFAR-10"
+    published = [t for t in app.figure.data if t.line.dash == style.PUBLISHED_DASH
+                 and t.legendgroup]
+    assert len(published) == 5
+    syn = next(t for t in published if t.name == "SynFlow (published)")
+    assert syn.y[-1] == pytest.approx(80.39, abs=0.01)     # Fig. 6 at rho = 10^3
+    assert len(syn.x) == 13 and syn.error_y.visible and max(syn.error_y.array) > 0
+    app.controls["error_bars"].value = False
+    assert not any(t.error_y.visible for t in app.figure.data)
+    app.controls["key"].value = "cifar100/vgg16_bn"
+    assert "CIFAR-100" in app.figure.layout.title.text
+    assert "chance (1%)" in [t.name for t in app.figure.data]
+
+    top1 = {m: {"1": 90.0, "2": 85.0, "3": 70.0} for m in wt.PRUNERS}
+    _collected(tmp_path / "accuracy_vs_compression.json", top1)
+    app = wt.full_scale_app(results_dir=tmp_path)
+    ours = [t for t in app.figure.data if t.name and "nbkit, full scale" in t.name]
+    assert len(ours) == 5 and ours[0].line.dash == "solid"
+    np.testing.assert_allclose(ours[0].x, [10.0, 100.0, 1000.0])
+    assert list(ours[0].y) == [90.0, 85.0, 70.0]
+    assert "dense (nbkit)" in [t.name for t in app.figure.data]
+    assert "NVIDIA H100" in app.caption.value and "JPEG" in app.caption.value
+    app.controls["key"].value = "cifar10/resnet18"     # nbkit's runs are for vgg16_bn
+    assert not any("nbkit" in (t.name or "") for t in app.figure.data)
+    assert "cifar10/vgg16_bn" in app.caption.value
+
+
+def test_full_scale_app_survives_a_corrupt_results_file(tmp_path):
+    (tmp_path / "accuracy_vs_compression.json").write_text("{not json")
+    app = wt.full_scale_app(results_dir=tmp_path)
+    assert not app.messages
+    assert "could not be read" in app.caption.value
+    assert len([t for t in app.figure.data if t.legendgroup]) == 5    # published still drawn
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="unknown pruner"):
+        wt.train_pruned("optimal", 1.0, config=wt.config_for("quick", **TINY))
+    with pytest.raises(ValueError, match="mode must be"):
+        wt.config_for("medium")
+    with pytest.raises(ValueError, match="no published Fig. 6 numbers"):
+        wt.published_curves("mnist/lenet")
+    with pytest.raises(FileNotFoundError, match="data/reference"):
+        wt.load_published("/nonexistent/fig6.json")
