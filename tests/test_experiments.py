@@ -337,6 +337,18 @@ def test_declared_full_grids_are_the_papers():
     assert all(r.config["model"] == "resnet20" for r in lr)
 
 
+@pytest.fixture
+def one_thread():
+    """Real runs on one torch thread: tiny convnets gain little from a second thread,
+    and lose a lot to oversubscription when the machine is busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _main(args):
     from nbkit.experiments.__main__ import main
 
@@ -353,7 +365,7 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
-def test_each_quick_experiment_runs_resumes_and_collects(tmp_path, name):
+def test_each_quick_experiment_runs_resumes_and_collects(tmp_path, name, one_thread):
     out, merged = tmp_path / name, tmp_path / f"{name}.json"
     assert _main([name, "--quick", "--out", str(out), "--limit", "1"]) == 0
     (first,) = out.glob("*.json")
@@ -382,14 +394,15 @@ def test_cli_from_a_shell(tmp_path):
         _main(["no_such_experiment"])
     out = tmp_path / "lc"
     run = cli("layer_collapse", "--quick", "--out", str(out), "--limit", "1", "--seeds", "3",
-              "--set", "scope=local", "--no-progress")
+              "--set", "scope=local", "--no-progress", "--threads", "1")
     assert run.returncode == 0, run.stderr
     (record,), _ = store.scan(out)
     assert record["config"]["seed"] == 3 and record["config"]["scope"] == "local"
 
 
 @pytest.mark.slow
-def test_quick_layer_collapse_keeps_exact_counts_and_synflow_outlasts_magnitude(tmp_path):
+def test_quick_layer_collapse_keeps_exact_counts_and_synflow_outlasts_magnitude(tmp_path,
+                                                                              one_thread):
     report = E.sweep("layer_collapse", "quick", tmp_path, device="cpu", progress=False)
     assert report.ran == report.total == 35
     records, _ = store.scan(tmp_path)

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if any)")
     p.add_argument("--limit", type=int, default=None, help="only the first N runs of the grid")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is often fastest "
+                        "for the quick variants on a busy machine")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="start no run that would end after this many seconds")
     p.add_argument("--keep-going", action="store_true",
@@ -107,6 +110,12 @@ def main(argv=None) -> int:
     if args.name:
         raise SystemExit(f"unexpected argument {args.name!r}")
     exp = get(args.command)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     variant = args.variant or "full"
     out = args.out or default_out(exp.name, variant)
     overrides = _parse_set(args.overrides)
