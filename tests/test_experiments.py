@@ -129,6 +129,18 @@ def test_jsonable_handles_tensors_numpy_and_non_finite():
         store.jsonable({"x": object()})
 
 
+def test_provenance_names_commit_device_and_versions(monkeypatch):
+    import torch
+
+    prov = store.provenance(torch.device("cpu"))
+    assert prov["torch"] == torch.__version__ and prov["device"] == "cpu"
+    assert "cores" in prov["device_name"] and prov["date"].endswith("+00:00")
+    monkeypatch.setattr(store, "_git", lambda *args: None)  # a copy without .git
+    monkeypatch.setenv("NBKIT_GIT_COMMIT", "0123abcd")
+    prov = store.provenance(torch.device("cpu"))
+    assert prov["git_commit"] == "0123abcd" and prov["git_dirty"] is None
+
+
 def test_sweep_runs_everything_once_and_a_rerun_skips(tmp_path, toy):
     out = tmp_path / "res"
     report = E.sweep(TOY, "full", out, device="cpu", progress=False)

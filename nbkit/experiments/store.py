@@ -191,13 +191,17 @@ def _device_name(device) -> str:
 
 def provenance(device) -> dict:
     """Where and with what a run was made: git commit (and whether the tree had local
-    changes), device and its name, torch, Python and nbkit versions, and the UTC date."""
+    changes), device and its name, torch, Python and nbkit versions, and the UTC date.
+    Where the code is a copy without git metadata, the commit comes from
+    ``$NBKIT_GIT_COMMIT`` (None when unset)."""
     import torch
 
     import nbkit
 
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
+    if commit is None:  # a copy of the tree without git metadata: take it from the caller
+        commit = os.environ.get("NBKIT_GIT_COMMIT") or None
     return {
         "git_commit": commit,
         "git_dirty": None if status is None else bool(status),
