@@ -1,0 +1,191 @@
+"""The apps of notebooks 01 (layer collapse) and 03 (iterative SynFlow), driven without a
+kernel: move a control, then check that the figure changed as the science says.
+
+Small stand-ins keep this fast: VGG-16-BN and VGG-11-BN at 1/16 width (same layer plans,
+256x fewer weights), a grid step of 0.5 and 5 SynFlow iterations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nbkit.widgets import pruning as wp
+
+S = wp.Settings("test", synflow_iterations=5, prune_samples=20, step=0.5, critical_step=0.5,
+                cpu_threads=1)
+VGG16, VGG11 = "vgg16_bn/16", "vgg11_bn/16"
+
+
+def _bars(app):
+    """(density, kept, size) per layer of the bar panel."""
+    bars = [t for t in app.figure.data if t.type == "bar"][0]
+    return np.asarray(bars.customdata)
+
+
+@pytest.fixture(scope="module")
+def collapse_app():
+    return wp.layer_collapse_app(S, models=(VGG16, VGG11, "vgg99_bn/4"), log10_rho=0.0,
+                                 pruner="magnitude", results=[])
+
+
+def test_build_model_narrow_vgg_keeps_the_plan():
+    full = wp.build_model("vgg16_bn")
+    narrow = wp.build_model(VGG16)
+    shapes = [p.shape for n, p in full.named_parameters() if n.endswith("conv.weight")]
+    small = [p.shape for n, p in narrow.named_parameters() if n.endswith("conv.weight")]
+    assert len(shapes) == len(small) == 13
+    assert [s[0] // 16 for s in shapes] == [s[0] for s in small]
+    assert narrow.input_shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="vgg16_bn/8"):
+        wp.build_model("vgg16_bn/x")
+
+
+def test_grid_stops_at_the_maximal_compression():
+    assert wp.log10_rho_grid([100] * 10, 0.25) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75,
+                                                   2.0]
+    assert wp.log10_rho_grid([10**7] * 2, 0.5)[-1] == 6.0
+
+
+def test_raising_compression_on_magnitude_empties_the_largest_layers_first(collapse_app):
+    app = collapse_app
+    assert app.error is None, app.messages
+    assert "Magnitude" in app.figure.layout.title.text
+    grid = wp.sweep(VGG16, S)["log10_rho"]
+    first_empty = None
+    for x in grid:
+        app.controls["log10_rho"].value = x
+        bars = _bars(app)
+        empty = bars[:, 0] == 0
+        if empty.any():
+            first_empty = x
+            break
+        assert "no layer collapse" in app.figure.layout.title.text
+    assert first_empty is not None, "magnitude pruning never collapsed a layer"
+    assert "ρ = 10" in app.figure.layout.title.text and "empty" in app.figure.layout.title.text
+    sizes = bars[:, 2]
+    assert (sizes[empty] == sizes.max()).all()       # only the largest layers are empty
+    assert (bars[sizes < sizes.max(), 0] > 0).all()  # every smaller layer keeps weights
+    app.controls["log10_rho"].value = 0.0
+
+
+def test_switching_the_pruner_to_synflow_avoids_the_collapse(collapse_app):
+    app = collapse_app
+    crit = wp.sweep(VGG16, S)["pruners"]["magnitude"]["critical"]
+    app.controls["pruner"].value = "magnitude"
+    app.controls["log10_rho"].value = crit + S.step
+    assert (_bars(app)[:, 0] == 0).any()
+    app.controls["pruner"].value = "synflow"
+    assert "SynFlow" in app.figure.layout.title.text
+    assert (_bars(app)[:, 0] > 0).all()
+    assert "no layer collapse" in app.figure.layout.title.text
+    assert "SynFlow" in app.caption.value
+    app.controls["pruner"].value = "magnitude"
+
+
+def test_published_curves_show_for_vgg16_only_and_the_model_dropdown_rebuilds(collapse_app):
+    app = collapse_app
+    app.controls["model"].value = VGG16
+    assert any(t.name and t.name.startswith("published") for t in app.figure.data)
+    app.controls["model"].value = VGG11
+    assert app.error is None, app.messages
+    assert "vgg11_bn at 1/16 width" in app.figure.layout.title.text
+    assert len(_bars(app)) == 9                   # 8 convs and the classifier
+    assert not any(t.name and t.name.startswith("published") for t in app.figure.data)
+    app.controls["model"].value = VGG16
+    assert len(_bars(app)) == 14
+
+
+def test_a_compute_error_shows_in_the_output_and_the_app_stays_usable(collapse_app):
+    app = collapse_app
+    app.controls["model"].value = VGG16
+    title = app.figure.layout.title.text
+    app.controls["model"].value = "vgg99_bn/4"
+    assert isinstance(app.error, ValueError)
+    assert "unknown model" in app.messages
+    assert app.figure.layout.title.text == title          # the last good figure stays
+    app.controls["model"].value = VGG16
+    assert app.error is None and app.messages == ""
+    app.controls["log10_rho"].value = 1.0
+    assert "ρ = 10¹" in app.figure.layout.title.text
+
+
+def test_slider_beyond_the_models_maximal_compression_is_clamped(collapse_app):
+    app = collapse_app
+    app.controls["model"].value = VGG16
+    app.controls["log10_rho"].value = 6.0
+    s = wp.sweep(VGG16, S)
+    assert s["rho_max_log10"] < 6
+    assert f"grid stops at 10^{s['log10_rho'][-1]:g}" in app.caption.value
+    app.controls["log10_rho"].value = 0.0
+
+
+def test_connectivity_app_moves_with_the_slider():
+    app = wp.connectivity_app(S, models=(VGG16,), log10_rho=0.0, results=[])
+    assert app.error is None, app.messages
+    s = wp.sweep(VGG16, S)
+    ps = s["pruners"]
+    # SynFlow stays connected furthest; magnitude disconnects no later than it collapses
+    x = ps["synflow"]["connected"]
+    assert x == max(p["connected"] for p in ps.values())
+    assert ps["magnitude"]["connected"] < x
+    assert ps["magnitude"]["connected"] <= ps["magnitude"]["critical"]
+    app.controls["log10_rho"].value = x
+    marks = [sh.x0 for sh in app.figure.layout.shapes if sh.line.dash == "dot"]
+    assert marks == [x, x]                        # both panels mark the compression
+    i = s["log10_rho"].index(x)
+    eff = {t.name: t.y for t in app.figure.data if t.xaxis == "x" and t.mode == "lines+markers"}
+    assert eff["SynFlow"][i] > 0.5 and eff["Magnitude"][i] == 0
+    assert "Magnitude: effective density 0 (disconnected)" in app.caption.value
+
+
+def test_full_runs_from_data_results_are_drawn_with_provenance(tmp_path):
+    s = wp.sweep(VGG16, S)
+    doc = {"experiment": "layer_collapse", "variant": "full", "config": {"model": "vgg16_bn"},
+           "provenance": {"devices": ["NVIDIA H100"], "last_date": "2026-11-25T10:00:00"},
+           "summary": {"critical": {"magnitude": 2.75},
+                       "density": {"magnitude": {"0": [1.0] * 14, "1": [0.5] * 14}}}}
+    (tmp_path / "layer_collapse.json").write_text(json.dumps(doc))
+    (tmp_path / "layer_collapse.broken.json").write_text("{not json")
+    results = wp.full_results(tmp_path)
+    assert len(results) == 1 and "NVIDIA H100" in results[0]["label"]
+    view = wp.collapse_view(s, "magnitude", 1.0, results=results)
+    assert view["figure"]["reference"]["density"] == [[1.0] * 14, [0.5] * 14]
+    conn = wp.connectivity_view(s, 1.0, results=results)
+    assert conn["figure"]["reference"] == {"magnitude": 2.75}
+    assert wp.full_results(tmp_path / "missing") == []
+
+
+@pytest.fixture(scope="module")
+def study():
+    return wp.iteration_study(VGG16, S, log10_rho=3.0, iterations=(1, 10, 100))
+
+
+def test_iterations_slider_brings_the_flow_ratio_below_one(study):
+    app = wp.synflow_iterations_app(study, iterations=1, schedule="exponential")
+    assert app.error is None, app.messages
+
+    def ratio():
+        return np.asarray([t for t in app.figure.data if t.xaxis == "x2"][0].y)
+
+    assert ratio().max() > 1                           # single shot: above 1 (Fig. 7)
+    assert "1 exponential iteration " in app.figure.layout.title.text
+    app.controls["iterations"].value = 100
+    assert len(ratio()) == 100 and ratio().max() < 1   # 100 exponential: below 1
+    assert "stays below 1" in app.caption.value
+    app.controls["schedule"].value = "linear"
+    assert ratio().max() > 1                           # 100 linear: still above 1
+    assert "linear" in app.figure.layout.title.text
+    # densities across iterations: 100 rows after the dense start, ending at the target
+    whole = [t for t in app.figure.data if t.name == "whole network"][0]
+    assert len(whole.y) == 101 and whole.y[-1] == pytest.approx(1e-3, rel=0.01)
+
+
+def test_more_exponential_iterations_collapse_no_sooner(study):
+    crit = study["critical"]["exponential"]
+    assert crit == sorted(crit)
+    assert crit[-1] > crit[0]
+    assert study["runs"]["exponential"][1]["max_ratio"] > 1
+    with pytest.raises(ValueError, match="were not run"):
+        wp.iterations_view(study, 50, "exponential")
