@@ -32,7 +32,7 @@ RECIPES = {
     # Shortened: a quarter of the epochs with a cosine schedule, otherwise the same.
     "short": dict(epochs=40, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
                   weight_decay=1e-4, schedule="cosine", milestones=[], gamma=0.1),
-    # The usual CIFAR ResNet recipe (He et al. 2016), in epochs of 391 steps.
+    # The usual CIFAR ResNet recipe (He et al. 2016).
     "resnet": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
                    weight_decay=1e-4, schedule="multistep", milestones=[80, 120], gamma=0.1),
     # CPU demo on the mini dataset (the quick variants cap it at a few dozen steps).
@@ -103,8 +103,10 @@ ACCURACY_VS_COMPRESSION = Experiment(
                   "per": {"method": {"synflow": {"iterations": 20}}}},
     },
     summarize=summary.accuracy_vs_compression,
+    compact=summary.compact_history,
 )
 
+_EPOCH = 50_000 // 128  # optimizer steps per CIFAR-10 epoch at batch 128 (last batch dropped)
 _RULE_BASE = {"num_classes": 10, "preset": None, "coefficients": {}, "feedback_lr": None,
               "angle_batch": 256}
 LEARNING_RULES = Experiment(
@@ -121,10 +123,10 @@ LEARNING_RULES = Experiment(
           "The delta angle is measured on a fixed batch of test images.",
     variants={
         "full": {"base": {"model": "resnet20", "model_kwargs": {}, "data": "cifar10",
-                          **_RULE_BASE, "angle_every": 391, "train": RECIPES["resnet"]},
+                          **_RULE_BASE, "angle_every": 4 * _EPOCH, "train": RECIPES["resnet"]},
                  "axes": {"seed": [0], "rule": RULES}},
         "short": {"base": {"model": "resnet20", "model_kwargs": {}, "data": "cifar10",
-                           **_RULE_BASE, "angle_every": 391, "train": RECIPES["short"]},
+                           **_RULE_BASE, "angle_every": _EPOCH, "train": RECIPES["short"]},
                   "axes": {"seed": [0], "rule": RULES}},
         "quick": {"base": {**TINY_CONV, "data": "cifar10-mini",
                            **_RULE_BASE, "preset": "quick", "angle_every": 10,
@@ -133,6 +135,7 @@ LEARNING_RULES = Experiment(
                   "axes": {"seed": [0], "rule": RULES}},
     },
     summarize=summary.learning_rules,
+    compact=summary.compact_history,
 )
 
 EXPERIMENTS = {e.name: e for e in (LAYER_COLLAPSE, ACCURACY_VS_COMPRESSION, LEARNING_RULES)}

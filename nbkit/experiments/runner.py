@@ -61,7 +61,8 @@ def register_kind(name: str, prepare: Callable[..., None] | None = None):
 @dataclass(frozen=True)
 class Experiment:
     """A named family of runs: the run kind, one grid per variant, the config keys that
-    name a run's file, and a function that summarises the finished records."""
+    name a run's file, a function that summarises the finished records, and one that
+    trims a run's result for the collected file."""
 
     name: str
     kind: str
@@ -70,6 +71,7 @@ class Experiment:
     description: str = ""
     notes: str = ""
     summarize: Callable[[list], dict] | None = None
+    compact: Callable[[dict], dict] | None = None
 
     def grid(self, variant: str) -> dict:
         if variant not in self.variants:
@@ -313,7 +315,7 @@ def _round(value, digits=6):
 
 def collect(folder, experiment=None, variant: str | None = None, to=None, *,
             seeds=None, overrides: dict | None = None, all_runs: bool = False,
-            digits: int = 6) -> dict:
+            digits: int = 5) -> dict:
     """Merge the valid result files in ``folder`` into one small dict (and write it as
     JSON to ``to`` when given).
 
@@ -359,7 +361,8 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
               if all(k in c and store.canonical(c[k]) == store.canonical(v) for c in configs)}
     runs = [{"run_id": r["run_id"],
              "config": {k: v for k, v in r["config"].items() if k not in common},
-             "result": r["result"], "seconds": r["provenance"].get("seconds"),
+             "result": exp.compact(r["result"]) if exp.compact else r["result"],
+             "seconds": r["provenance"].get("seconds"),
              "device_name": r["provenance"].get("device_name")} for r in records]
 
     present = {r["run_id"] for r in records}
@@ -396,6 +399,6 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
         to = Path(to)
         to.parent.mkdir(parents=True, exist_ok=True)
         tmp = to.with_name(f".{to.name}{store._TMP_SUFFIX}")
-        tmp.write_text(json.dumps(merged, indent=1, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(merged, separators=(",", ":"), allow_nan=False) + "\n")
         tmp.replace(to)
     return merged

@@ -13,6 +13,7 @@ import statistics
 from collections import defaultdict
 
 __all__ = ["layer_collapse", "accuracy_vs_compression", "learning_rules", "critical",
+           "compact_history",
            "PAPER_CRITICAL", "PAPER_ACCURACY", "PAPER_RULE_ERROR"]
 
 # Critical log10 compression, VGG-16-BN on CIFAR-100 (Fig. 1), median of 3 seeds.
@@ -31,6 +32,18 @@ PAPER_ACCURACY = {
 
 # CIFAR-10 test error (%) of ResNet-20 from a public PyTorch benchmark (SCIENCE.md).
 PAPER_RULE_ERROR = {"backprop": 8.6, "feedback_alignment": 32.2, "sign_symmetry": 10.1}
+
+
+HISTORY_KEPT = ("epoch", "train_loss", "test_acc")
+
+
+def compact_history(result: dict) -> dict:
+    """A run's result for the collected file: the training history cut down to
+    :data:`HISTORY_KEPT` (the per-run files keep all of it)."""
+    if "history" not in result:
+        return result
+    history = {k: v for k, v in result["history"].items() if k in HISTORY_KEPT}
+    return {**result, "history": history}
 
 
 def _key(x: float) -> str:
