@@ -390,6 +390,8 @@ def test_each_quick_experiment_runs_resumes_and_collects(tmp_path, name, one_thr
     assert all(CHECKS[name](r["result"]) for r in records)
     data = json.loads(merged.read_text())
     assert data["provenance"]["runs"] == 2 and data["variant"] == "quick"
+    for run in data["runs"]:
+        assert set(run["result"].get("history", {})) <= set(summary.HISTORY_KEPT)
     assert data["provenance"]["runs_missing"] == len(runner.plan(E.get(name), "quick", out)) - 2
     assert data["summary"]
 
