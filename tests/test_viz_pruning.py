@@ -155,3 +155,14 @@ def test_synflow_iterations_dashboard():
     pub = [t for t in fig.data if t.name.startswith("published")]
     assert len(pub) == 1 and list(pub[0].y) == [15.35, 0.67]
     assert any(s.y0 == 2.1 and s.yref == "y4" for s in fig.layout.shapes)
+
+
+def test_a_point_that_was_not_reached_is_a_gap_not_an_empty_layer():
+    density = [row[:] for row in DENSITY]
+    density[-1] = [float("nan")] * 3
+    fig = V.layer_collapse_figure(GRID, LAYERS, SIZES, density, method="synflow", current=2.0)
+    assert "not reached" in fig.layout.title.text
+    bars = [t for t in fig.data if t.type == "bar"][0]
+    assert list(bars.text) == ["", "", ""] and np.isnan(bars.y).all()
+    line = [t for t in fig.data if t.xaxis == "x"][0]
+    assert np.isnan(line.y[-1]) and line.y[-2] == 0.2

@@ -189,3 +189,19 @@ def test_more_exponential_iterations_collapse_no_sooner(study):
     assert study["runs"]["exponential"][1]["max_ratio"] > 1
     with pytest.raises(ValueError, match="were not run"):
         wp.iterations_view(study, 50, "exponential")
+
+
+def test_a_synflow_run_whose_network_disconnects_midway_is_reported_not_raised():
+    import torch
+
+    import nbkit
+
+    nbkit.seed(0)
+    net, history = wp.build_model("vgg16_bn/8"), []
+    stop = wp._synflow(net, 1e-3, 2, "exponential", torch.device("cpu"), history)
+    # the first step, to 10^-1.5, already leaves no input-output path, so R = 0 at step 2
+    assert nbkit.pruning.disconnected(net)
+    if stop is None:  # pruning ranked the all-zero scores and finished the run
+        assert len(history) == 2
+    else:
+        assert stop == 2 and len(history) == 1 and history[0]["iteration"] == 1

@@ -51,8 +51,9 @@ def density_floor(sizes, *densities) -> float:
 
 
 def _floored(values, floor: float) -> np.ndarray:
+    """Densities with 0 moved to the floor (NaN, a point not measured, stays a gap)."""
     v = np.asarray(values, dtype=float)
-    return np.where(v > 0, v, floor)
+    return np.where(v > 0, v, np.where(v == 0, floor, np.nan))
 
 
 def _log_density_axis(floor: float, title: str) -> dict:
@@ -83,7 +84,10 @@ def _si(n) -> str:
 
 def layer_status(density_now, *, effective=None, disconnected=None) -> str:
     """One line: collapsed layers, disconnection and effective density at a compression."""
-    empty = [str(i + 1) for i in np.flatnonzero(np.asarray(density_now, dtype=float) <= 0)]
+    d = np.asarray(density_now, dtype=float)
+    if np.isnan(d).all():
+        return "not reached (the pruning run stopped early)"
+    empty = [str(i + 1) for i in np.flatnonzero(d <= 0)]
     parts = [f"layer collapse: layer {', '.join(empty)} empty" if empty else "no layer collapse"]
     if disconnected is not None:
         parts.append("disconnected" if disconnected else "connected")
@@ -205,7 +209,7 @@ def _panel_bars(p, layers, sizes, density_now, *, published_now=None, label="pub
         type="bar", xaxis=p.x, yaxis=p.y, x=x, y=_floored(d, floor), showlegend=False,
         name="this compression", marker=dict(color=layer_colors(len(layers))),
         customdata=np.stack([d, np.rint(d * np.asarray(sizes)), sizes], -1), hovertext=layers,
-        text=np.where(d > 0, "", "empty"), textposition="outside",
+        text=np.where(d == 0, "empty", ""), textposition="outside",
         textfont=dict(color=RED, size=11),
         hovertemplate=("<b>%{hovertext}</b><br>density = %{customdata[0]:.3g}<br>kept "
                        "%{customdata[1]:,} of %{customdata[2]:,}<extra></extra>")))

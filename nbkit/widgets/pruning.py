@@ -184,20 +184,28 @@ def iter_sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, devic
             batches = _data.load(settings.data).pruning_batches(
                 settings.prune_samples, device=dev, seed=settings.seed)
         its = settings.synflow_iterations if method == "synflow" else 1
-        rows, eff = [[1.0] * len(layers)], [dense_eff]
+        rows, eff, stopped = [[1.0] * len(layers)], [dense_eff], [None]
         with _threads(settings, dev):
             for x in grid[1:]:
                 net = copy.deepcopy(dense)
                 seed(settings.seed)
-                pruning.prune(net, method, 10.0 ** -x, iterations=its, data=batches,
-                              device=dev)
-                density = pruning.layer_density(net)
-                rows.append([density[n] for n in layers])
-                eff.append(pruning.effective_density(net))
-        collapsed = [min(r) == 0 for r in rows]
+                if method == "synflow":
+                    stopped.append(_synflow(net, 10.0 ** -x, its, "exponential", dev))
+                else:
+                    pruning.prune(net, method, 10.0 ** -x, iterations=its, data=batches,
+                                  device=dev)
+                    stopped.append(None)
+                if stopped[-1] is None:
+                    density = pruning.layer_density(net)
+                    rows.append([density[n] for n in layers])
+                    eff.append(pruning.effective_density(net))
+                else:  # the run could not reach this compression: no densities to show
+                    rows.append([math.nan] * len(layers))
+                    eff.append(0.0)
+        collapsed = [k is not None or min(r) == 0 for r, k in zip(rows, stopped)]
         disconnected = [e == 0 for e in eff]
         out["pruners"][method] = {
-            "density": rows, "effective": eff, "collapsed": collapsed,
+            "density": rows, "effective": eff, "collapsed": collapsed, "stopped": stopped,
             "disconnected": disconnected, "critical": _critical(grid, collapsed),
             "connected": _critical(grid, disconnected), "iterations": its,
             "seconds": time.perf_counter() - t0}
@@ -303,9 +311,12 @@ def collapse_view(s: dict, method: str, log10_rho: float, *, results=()) -> dict
                      "label": _published_label(s["model"])}
     i = s["log10_rho"].index(x)
     crit = p["critical"]
-    parts = [f"<b>{label_for(method)}</b> at ρ = 10^{x:g} (density {10 ** -x:.3g}): "
-             + viz.layer_status(p["density"][i], effective=p["effective"][i],
-                                disconnected=p["disconnected"][i]),
+    stop = p.get("stopped", [None] * len(s["log10_rho"]))[i]
+    status = (f"the run stopped at iteration {stop}: no input→output path was left, so the "
+              "flow R = 0 and SynFlow had nothing to rank" if stop else
+              viz.layer_status(p["density"][i], effective=p["effective"][i],
+                               disconnected=p["disconnected"][i]))
+    parts = [f"<b>{label_for(method)}</b> at ρ = 10^{x:g} (density {10 ** -x:.3g}): " + status,
              "critical compression " + ("none (collapses at once)" if crit is None
                                         else f"10^{crit:g}")]
     if published is not None:
