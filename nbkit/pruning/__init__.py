@@ -39,12 +39,12 @@ from .metrics import (
     effective_masks,
     layer_density,
 )
-from .prune import SCHEDULES, SCOPES, prune, schedule_counts
+from .prune import SCHEDULES, SCOPES, prune, schedule_counts, score
 from .scores import SCORERS, ScoreContext, Scorer, register
 from .scores import names as methods
 
 __all__ = [
-    "prune", "methods", "SCHEDULES", "SCOPES", "schedule_counts",
+    "prune", "score", "methods", "SCHEDULES", "SCOPES", "schedule_counts",
     "masks", "apply_masks", "remove", "load_state_dict", "is_pruned", "prunable_parameters",
     "locate",
     "layer_density", "collapsed", "effective_masks", "effective_density", "disconnected",

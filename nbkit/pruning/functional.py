@@ -7,7 +7,6 @@ fields and train/eval flags are exactly as they were afterwards, even if scoring
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from contextlib import contextmanager
 
@@ -87,16 +86,18 @@ def absolute_values(model: nn.Module):
     ...     R = synflow_objective(model)
     """
     saved = []
-    with eval_mode(model), torch.no_grad():
+    with eval_mode(model):
         try:
-            for t in list(model.parameters()) + list(model.buffers()):
-                if t.is_floating_point() or t.is_complex():
-                    saved.append((t, t.detach().clone()))
-                    t.abs_()
+            with torch.no_grad():
+                for t in list(model.parameters()) + list(model.buffers()):
+                    if t.is_floating_point():
+                        saved.append((t, t.detach().clone()))
+                        t.abs_()
             yield model
         finally:
-            for t, value in saved:
-                t.copy_(value)
+            with torch.no_grad():
+                for t, value in saved:
+                    t.copy_(value)
 
 
 def resolve_input_shape(model: nn.Module, input_shape=None) -> tuple[int, ...]:
@@ -178,6 +179,3 @@ def synflow_objective(model: nn.Module, input_shape=None, dtype=None) -> torch.T
         raise ValueError(f"SynFlow needs a model that returns a tensor, got {type(out).__name__}")
     return out.sum()
 
-
-def is_finite_positive(value: float) -> bool:
-    return math.isfinite(value) and value > 0

@@ -26,7 +26,7 @@ from .functional import _float_dtype, eval_mode, resolve_input_shape
 from .masks import apply_masks, masks, prunable_parameters
 from .select import select
 
-__all__ = ["prune", "schedule_counts", "SCHEDULES", "SCOPES"]
+__all__ = ["prune", "score", "schedule_counts", "SCHEDULES", "SCOPES"]
 
 SCHEDULES = ("exponential", "linear")
 SCOPES = ("global", "local")
@@ -181,10 +181,8 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
     run = _Run(model, scorer, params, alive0, groups, targets, dev, shape, batches,
                invert, history is not None, progress)
     result = run(dtype)
-    if result is None and dtype != torch.float64:
+    if result is None:  # SynFlow's R overflowed or underflowed: redo it all in float64
         result = run(torch.float64)
-    if result is None:
-        raise AssertionError("unreachable: a float64 run always returns")  # pragma: no cover
     alive, records = result
 
     layer_views = [alive[o:o + s] for o, s in zip(run.offsets, sizes)]
@@ -205,6 +203,38 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
     if history is not None:
         history.extend(_history_dicts(records, names, sizes, n_total))
     return new_masks
+
+
+def score(model: nn.Module, method: str, data=None, *, prunable=None, input_shape=None,
+          num_batches: int | None = None, dtype: torch.dtype | None = None
+          ) -> dict[str, torch.Tensor]:
+    """One round of ``method``'s scores for the prunable parameters, without pruning.
+
+    Returns ``{name: scores}`` shaped like the parameters (higher means keep); weights
+    that are already masked get -inf. ``dtype`` computes in another precision (e.g.
+    ``torch.float64``). The model is left exactly as it was.
+    """
+    scorer = _scores.get(method)
+    params = prunable_parameters(model, prunable)
+    if not params:
+        raise ValueError("the model has no prunable layer (Linear or Conv2d weights)")
+    if scorer.needs_data and data is None:
+        raise ValueError(f"{scorer.name!r} scores with data: pass data=(x, y) or an iterable "
+                         "of (x, y) batches")
+    dev = _resolve_device(model, params, None)
+    dtype = dtype or _float_dtype(model)
+    shape = resolve_input_shape(model, input_shape) if scorer.name == "synflow" else input_shape
+    batches = collect_batches(model, data, dev, dtype, num_batches) if scorer.needs_data else []
+    old = masks(model)
+    alive0 = [old[n].reshape(-1) if n in old else None for n in params]
+    n = sum(p.numel() for p in params.values())
+    run = _Run(model, scorer, params, alive0, [(0, n)], [[n]], dev, shape, batches, False,
+               False, False)
+    _, _, alive, weights, outs, alive_views = run._buffers(dtype)
+    ctx = _scores.ScoreContext(alive=alive_views, batches=batches, input_shape=shape)
+    with eval_mode(model):
+        scorer.fn(model, weights, outs, ctx)
+    return {name: torch.where(alive_views[name], o, float("-inf")) for name, o in outs.items()}
 
 
 class _Run:
@@ -260,7 +290,9 @@ class _Run:
                 objective = self.scorer.fn(self.model, weights, outs, ctx)
                 if self.scorer.absolute and objective is not None:
                     ok = torch.isfinite(objective) & (objective > 0)
-                    if it == 0 or check_every:
+                    if dtype == torch.float64:
+                        pass  # nothing wider to retry in
+                    elif it == 0 or check_every:
                         if not bool(ok):
                             return None
                     else:
@@ -270,13 +302,14 @@ class _Run:
                     s_raw = flat_s.index_select(0, alive_idx)
                     keep, gone = select(s_raw.neg() if self.invert else s_raw, targets[it],
                                         generator=gen)
-                    removed = alive_idx[gone]
-                    idx[g] = alive_idx[keep]
+                    removed = alive_idx.index_select(0, gone)
+                    idx[g] = alive_idx.index_select(0, keep)
                     with torch.no_grad():
                         flat_w.index_fill_(0, removed, 0)
                         alive.index_fill_(0, removed, False)
                     if self.record:
-                        removed_total.append(s_raw[gone].sum(dtype=torch.float64))
+                        removed_total.append(
+                            s_raw.index_select(0, gone).sum(dtype=torch.float64))
                         totals.append(self._layer_totals(alive_idx, s_raw))
                 if self.record:
                     records.append(self._record(idx, removed_total, totals, objective))

@@ -8,9 +8,10 @@ Two strategies give identical results:
 
 - ``"sort"`` (CUDA): one stable descending sort. No host synchronisation, and far
   faster on a GPU than ``torch.kthvalue``, which runs one thread block per slice.
-- ``"threshold"`` (CPU): find the k-th largest value by sampling a narrow band around
-  it and running ``kthvalue`` on the band only, then keep everything above it and the
-  first few equal to it. A few linear passes instead of a full sort.
+- ``"threshold"`` (CPU, where sorting is slow): draw a small sample to bracket the
+  threshold, gather the few scores on the short side of the bracket, and run
+  ``kthvalue`` on those only. A handful of linear passes instead of a sort or a
+  ``kthvalue`` over everything.
 """
 
 from __future__ import annotations
@@ -19,39 +20,58 @@ import math
 
 import torch
 
-__all__ = ["select", "kth_largest"]
+__all__ = ["select", "smallest"]
 
-_SAMPLE = 16384          # sample size used to bracket the threshold
-_MIN_SAMPLED = 1 << 17   # below this many scores, kthvalue on everything is cheap
+_SAMPLE = 8192           # sample size used to bracket the threshold
+_MIN_SAMPLED = 1 << 16   # below this many scores, kthvalue on everything is cheap
 
 
 def _strategy(device: torch.device) -> str:
     return "threshold" if device.type == "cpu" else "sort"
 
 
-def kth_largest(scores: torch.Tensor, k: int, generator: torch.Generator | None = None):
-    """The k-th largest value of a 1-D tensor (1 <= k <= numel), exactly."""
-    m = scores.numel()
-    q = m - k + 1  # its rank from below
-    if m < _MIN_SAMPLED:
-        return torch.kthvalue(scores, q).values
-    pos = torch.randint(0, m, (_SAMPLE,), device=scores.device, generator=generator)
-    sample = scores[pos].sort().values
-    centre = q / m * _SAMPLE
-    spread = 4.0 * math.sqrt(_SAMPLE) + 2
-    lo_i, hi_i = int(centre - spread), int(centre + spread)
-    lo = sample[lo_i] if lo_i > 0 else None
-    hi = sample[hi_i] if hi_i < _SAMPLE else None
-    below = int((scores < lo).sum()) if lo is not None else 0
-    if lo is None and hi is None:
-        return torch.kthvalue(scores, q).values
-    band = (scores >= lo) if lo is not None else None
-    if hi is not None:
-        band = (scores <= hi) if band is None else band.logical_and_(scores <= hi)
-    values = scores[band]
-    if below < q <= below + values.numel():
-        return torch.kthvalue(values, q - below).values
-    return torch.kthvalue(scores, q).values  # the sample missed: rare, still exact
+def _bracket(values: torch.Tensor, n: int, generator):
+    """Positions of a subset of ``values`` that surely holds its n smallest, or None."""
+    m = values.numel()
+    if m < _MIN_SAMPLED or 4 * n > m:
+        return None
+    top = math.ceil(n / m * _SAMPLE + 4.0 * math.sqrt(n / m * _SAMPLE) + 8)
+    if top >= _SAMPLE:
+        return None
+    pos = torch.randint(0, m, (_SAMPLE,), device=values.device, generator=generator)
+    hi = torch.kthvalue(values[pos], top + 1).values
+    candidates = values <= hi
+    if int(candidates.count_nonzero()) < n:  # the sample missed: rare, still exact
+        return None
+    return candidates.nonzero().squeeze(1)
+
+
+def smallest(values: torch.Tensor, n: int, late_first: bool = False,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Ascending positions of the ``n`` smallest of 1-D ``values`` (0 < n <= numel).
+
+    Ties at the n-th value are taken from the lowest positions, or from the highest
+    ones with ``late_first``.
+    """
+    pos = _bracket(values, n, generator)
+    vals = values if pos is None else values.index_select(0, pos)
+    t = torch.kthvalue(vals, n).values
+    below = vals < t
+    equal = vals == t
+    need = n - int(below.count_nonzero())
+    if need == int(equal.count_nonzero()):
+        chosen = below.logical_or_(equal)
+    else:
+        rank = equal.flip(0).cumsum(0).flip(0) if late_first else equal.cumsum(0)
+        chosen = below.logical_or_(equal.logical_and_(rank <= need))
+    out = chosen.nonzero().squeeze(1)
+    return out if pos is None else pos.index_select(0, out)
+
+
+def _complement(positions: torch.Tensor, m: int) -> torch.Tensor:
+    mask = torch.ones(m, dtype=torch.bool, device=positions.device)
+    mask.index_fill_(0, positions, False)
+    return mask.nonzero().squeeze(1)
 
 
 def select(scores: torch.Tensor, k: int, strategy: str | None = None,
@@ -67,18 +87,16 @@ def select(scores: torch.Tensor, k: int, strategy: str | None = None,
     if k == 0:
         return torch.empty(0, dtype=torch.long, device=device), torch.arange(m, device=device)
     strategy = strategy or _strategy(device)
-    if scores.is_floating_point() and (strategy == "sort" or bool(torch.isnan(scores).any())):
+    if strategy not in ("sort", "threshold"):
+        raise ValueError(f"unknown selection strategy {strategy!r}; use 'sort' or 'threshold'")
+    if scores.is_floating_point() and (
+            strategy == "sort" or not bool(torch.isfinite(scores.sum()))):
         scores = torch.where(torch.isnan(scores), float("-inf"), scores)
     if strategy == "sort":
         order = torch.sort(scores, descending=True, stable=True).indices
         return order[:k].sort().values, order[k:].sort().values
-    if strategy != "threshold":
-        raise ValueError(f"unknown selection strategy {strategy!r}; use 'sort' or 'threshold'")
-    t = kth_largest(scores, k, generator)
-    keep = scores >= t
-    n_ge = int(keep.sum())
-    if n_ge != k:  # ties at the threshold: keep the first (k - #greater) of them
-        equal = scores == t
-        need = k - (n_ge - int(equal.sum()))
-        keep = (scores > t).logical_or_(equal.logical_and_(equal.cumsum(0) <= need))
-    return keep.nonzero().squeeze(1), keep.logical_not_().nonzero().squeeze(1)
+    if m - k <= k:  # remove the m - k smallest, latest positions first among ties
+        removed = smallest(scores, m - k, late_first=True, generator=generator)
+        return _complement(removed, m), removed
+    kept = smallest(scores.neg(), k, generator=generator)  # keep the k largest, earliest first
+    return kept, _complement(kept, m)
