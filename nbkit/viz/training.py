@@ -150,9 +150,10 @@ def shuffle_figure(original: dict, shuffled: dict, *, log10_rho: float,
     for value, label, color in ((dense, "dense", "#111111"), (chance, "chance", "#9E9E9E")):
         if value is not None:
             fig.add_hline(y=float(value), line=dict(color=color, dash="dot", width=1.5),
-                          annotation_text=f"{label} {float(value):.1f}%",
-                          annotation_position="top right")
-    fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0, xanchor="left",
-                                  yanchor="top"), margin=dict(b=100))
+                          name=f"{label} ({float(value):.1f}%)", showlegend=True)
+    top = max([float(v) for v in (*original.values(), *shuffled.values(), dense or 0.0)])
+    fig.update_xaxes(title_text=None)
+    fig.update_yaxes(range=[0, 1.1 * top if top > 0 else 1.0])
+    fig.update_layout(legend=dict(orientation="h", y=-0.12, x=0, xanchor="left",
+                                  yanchor="top"), margin=dict(b=90))
     return fig

@@ -22,8 +22,9 @@ from .. import models, probes
 from ..viz import probes as vp
 from .app import App
 
-__all__ = ["demo_model", "ResidualBlock", "probe_batch", "conservation", "fig4",
-           "breaking_cases", "conservation_app", "fig4_app", "OBJECTIVE_LABELS", "BIAS_STD"]
+__all__ = ["demo_model", "ResidualBlock", "probe_batch", "conservation", "precompute", "fig4",
+           "breaking_cases", "conservation_app", "fig4_app", "OBJECTIVE_LABELS", "BIAS_STD",
+           "CONTROL_OPTIONS"]
 
 OBJECTIVE_LABELS = {"synflow": "SynFlow R_SF", "loss": "loss (cross-entropy)",
                     "magnitude": "magnitude ½‖θ‖²"}
@@ -165,6 +166,25 @@ def breaking_cases(seed: int = 0) -> list[tuple[str, dict]]:
     return [(label, conservation(**{"seed": seed, **kw})) for label, kw in cases]
 
 
+CONTROL_OPTIONS = {"objective": tuple(OBJECTIVE_LABELS), "arch": tuple(DEMO),
+                   "activation": tuple(_ACTIVATIONS), "bias": (False, True),
+                   "residual": (False, True), "batchnorm": ("none", "eval", "train")}
+
+
+def precompute(seed: int = 0, **defaults) -> int:
+    """Compute (and cache) :func:`conservation` for the defaults and every setting one
+    control away from them, so that the first move of any control only redraws.
+    Returns how many settings are cached."""
+    base = dict(objective="synflow", arch="conv", bias=False, batchnorm="none",
+                residual=False, activation="relu")
+    base.update(defaults)
+    settings = [base] + [{**base, name: value} for name, options in CONTROL_OPTIONS.items()
+                         for value in options if value != base[name]]
+    for setting in settings:
+        conservation(**setting, seed=seed)
+    return len(settings)
+
+
 def conservation_app(*, objective: str = "synflow", arch: str = "conv", bias: bool = False,
                      batchnorm: str = "none", residual: bool = False,
                      activation: str = "relu") -> App:
@@ -222,12 +242,15 @@ def _describe_fig4(result: dict) -> str:
 
 
 def fig4_app(*, model: str = "vgg16_bn", objective: str = "synflow",
-             models_: tuple = FIG4_MODELS) -> App:
-    """Average score against layer size (Fig. 4) for a chosen model and objective."""
+             models_: tuple = FIG4_MODELS, loss_samples: int = 4) -> App:
+    """Average score against layer size (Fig. 4) for a chosen model and objective
+    (the loss on ``loss_samples`` cifar10-mini images)."""
     options = list(dict.fromkeys([model, *models_]))
     controls = {
         "model": W.Dropdown(options=options, value=model, description="model"),
         "objective": W.Dropdown(options=[(v, k) for k, v in OBJECTIVE_LABELS.items()],
                                 value=objective, description="objective"),
     }
-    return App(controls, fig4, _build_fig4, describe=_describe_fig4)
+    compute = lambda model, objective: fig4(model, objective,  # noqa: E731
+                                            loss_samples=loss_samples)
+    return App(controls, compute, _build_fig4, describe=_describe_fig4)

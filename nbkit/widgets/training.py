@@ -44,7 +44,7 @@ RESULT_FILES = ("accuracy_vs_compression.json", "accuracy_vs_compression.short.j
 # layer that single-shot pruners empty first) for one epoch of cifar10-mini.
 QUICK = {
     "model": "mlp", "model_kwargs": {"depth": 3, "width": 128}, "data": "cifar10-mini",
-    "log10_rho": (1.0, 2.0, 3.0), "synflow_iterations": 20, "prune_samples": 100,
+    "log10_rho": (1.0, 1.5, 2.0, 2.5, 3.0), "synflow_iterations": 20, "prune_samples": 100,
     "train": {"epochs": 1, "batch_size": 128, "lr": 0.05, "momentum": 0.9,
               "weight_decay": 5e-4, "schedule": "cosine", "augment": False},
 }
