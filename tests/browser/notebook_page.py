@@ -29,6 +29,9 @@ STDERR_MIME = "application/vnd.jupyter.stderr"
 # prints it in its output area), and a widget that failed to display.
 ERROR_TEXT = re.compile(r"Traceback|^\s*[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b",
                         re.MULTILINE)
+# A warning printed under a cell (a reader sees it in red; it often means lost data, such
+# as a figure with inf that could not be sent to the browser).
+WARNING_TEXT = re.compile(r"\b[A-Z]\w*Warning:")
 WIDGET_FAILURE = re.compile(r"Error displaying widget|Failed to (load|create) (model|view)"
                             r"|model not found")
 
@@ -64,10 +67,26 @@ const describePlot = el => {
   const data = Array.isArray(el.data) ? el.data : [];
   const title = (el.layout && el.layout.title && (el.layout.title.text ?? el.layout.title))
     || '';
+  const full = el._fullLayout || {};
   return {traces: data.length, points: data.map(nPoints), width: r.width, height: r.height,
-          drawn: !!el.querySelector('svg.main-svg'),
+          drawn: !!el.querySelector('svg.main-svg'), drawnWidth: full.width || 0,
+          fixedWidth: (el.layout && el.layout.width) || 0,
           title: typeof title === 'string' ? title : ''};
 };
+"""
+
+TRACES_JS = r"""
+const keys = ['type', 'name', 'legendgroup', 'xaxis', 'yaxis', 'x', 'y', 'customdata', 'text',
+              'hovertemplate'];
+return (el.data || []).map((tr, i) => {
+  const full = (el._fullData || []).find(f => f.index === i) || {};
+  const out = {};
+  for (const k of keys) {
+    const v = full[k] !== undefined ? full[k] : tr[k];
+    if (v !== undefined) out[k] = plain(v);
+  }
+  return out;
+});
 """
 
 CELLS_JS = JS_HELPERS + r"""
@@ -113,8 +132,8 @@ def expected_figures(nb_path: Path) -> dict[int, int]:
     """Cell index -> how many plotly figures the committed notebook shows in that cell.
 
     A notebook may declare ``{"nbkit": {"browser_figures": {"<cell index>": n}}}`` in its
-    metadata; otherwise the saved outputs are counted: each static plotly figure, and
-    each ``FigureWidget`` inside a displayed widget (an ``App``)."""
+    metadata; otherwise the saved outputs are counted: each static plotly figure, each
+    ``FigureWidget``, and each displayed ``App`` (a ``VBox`` holding one figure)."""
     nb = json.loads(nb_path.read_text())
     declared = nb.get("metadata", {}).get("nbkit", {}).get("browser_figures")
     if declared is not None:
@@ -129,7 +148,8 @@ def expected_figures(nb_path: Path) -> dict[int, int]:
             elif WIDGET_MIME in data:
                 text = data.get("text/plain", "")
                 text = "".join(text) if isinstance(text, list) else text
-                n += text.count("FigureWidget(")
+                # an App shows as a VBox around its FigureWidget (its repr is cut short)
+                n += max(text.count("FigureWidget("), int(text.startswith("VBox(")))
         if n:
             counts[i] = n
     return counts
@@ -164,6 +184,11 @@ class Cell:
             elif WIDGET_FAILURE.search(text):
                 found.append(text)
         return found
+
+    def warnings(self) -> list[str]:
+        return [o["text"].strip() for o in self.outputs
+                if o["mime"] == STDERR_MIME and WARNING_TEXT.search(o["text"])
+                and not ERROR_TEXT.search(o["text"])]
 
     def executed(self) -> bool:
         return bool(re.fullmatch(r"\[\d+\]:?", self.prompt))
@@ -286,9 +311,11 @@ class NotebookPage:
         raise AssertionError(f"{self.name}: no code cell contains {needle!r}")
 
     def figure_data(self, index: int, nth: int = 0) -> list[dict]:
-        """The traces of the ``nth`` figure in cell ``index``, as plotly.js holds them."""
+        """The traces of the ``nth`` figure in cell ``index`` as plotly.js drew them (arrays
+        sent in binary form decoded): type, name, legendgroup, axes, x, y, customdata,
+        text and hovertemplate."""
         return self.cell_locator(index).locator(".jp-Cell-outputWrapper .js-plotly-plot") \
-            .nth(nth).evaluate("(el) => {" + JS_HELPERS + "return plain(el.data || []); }")
+            .nth(nth).evaluate("(el) => {" + JS_HELPERS + TRACES_JS + "}")
 
     def figure_layout(self, index: int, nth: int = 0) -> dict:
         return self.cell_locator(index).locator(".jp-Cell-outputWrapper .js-plotly-plot") \
@@ -302,6 +329,9 @@ class NotebookPage:
             for err in c.errors():
                 found.append(f"{c.label(name)} shows an error:\n      "
                              + err[-1500:].replace("\n", "\n      "))
+            for warning in c.warnings():
+                found.append(f"{c.label(name)} shows a warning:\n      "
+                             + warning[-800:].replace("\n", "\n      "))
         not_run = [c for c in cells if c.code and c.source.strip() and not c.executed()]
         if not_run:
             found.append("cells that did not run: " + "; ".join(c.label(name) for c in not_run))
@@ -318,6 +348,10 @@ class NotebookPage:
             for p in good:
                 if not p["title"].strip():
                     found.append(f"{c.label(name)}: a figure has no title")
+                if not p["fixedWidth"] and p["drawnWidth"] < 0.9 * p["width"]:
+                    found.append(f"{c.label(name)}: a figure is drawn {p['drawnWidth']:.0f} px "
+                                 f"wide in a {p['width']:.0f} px output (it did not size "
+                                 "itself to the notebook; squeezed labels overlap)")
         if not self.expected:
             found.append(f"{name}: the committed notebook shows no plotly figure (run it and "
                          "save its outputs, or declare metadata nbkit.browser_figures)")

@@ -6,7 +6,7 @@ keyboard and mouse, and their figures must change the way the science says."""
 from __future__ import annotations
 
 import pytest
-from notebook_page import notebook_names
+from notebook_page import RUN_TIMEOUT_S, notebook_names
 
 pytestmark = pytest.mark.browser
 
@@ -17,5 +17,77 @@ def test_notebook_runs_and_draws(name, runs, screenshots):
     shot = nb.screenshot(screenshots / f"{name}.png")
 
     problems = nb.problems()
-    assert not problems, (f"{name} in JupyterLab ({nb.run_s:.0f} s to run all cells):\n  "
-                          + "\n  ".join(problems) + f"\nscreenshot: {shot}")
+    if problems:
+        pytest.fail(f"{name} in JupyterLab ({nb.run_s:.0f} s to run all cells):\n  "
+                    + "\n  ".join(problems) + f"\nscreenshot: {shot}", pytrace=False)
+
+
+def _largest_layer_density(traces) -> float:
+    """The density the bar panel of Fig. 1 shows for the largest layer (its bars carry
+    [density, kept, size] per layer as customdata)."""
+    bars = [t for t in traces if t.get("type") == "bar" and t.get("customdata")]
+    assert bars, f"no per-layer density bars in the figure: {[t.get('type') for t in traces]}"
+    rows = bars[0]["customdata"]
+    largest = max(range(len(rows)), key=lambda j: rows[j][2])
+    return float(rows[largest][0])
+
+
+@pytest.mark.notebook("01_layer_collapse")
+def test_layer_collapse_slider_lowers_the_largest_layer(runs, screenshots):
+    nb = runs.run("01_layer_collapse")
+    cell = nb.find_cell("layer_collapse_app(")
+    slider = nb.control(cell, ".widget-slider .noUi-handle")  # the compression slider
+    readout = nb.control(cell, ".widget-slider .widget-readout")
+
+    slider.focus()
+    seen = []
+    for keys in (["Home"], ["ArrowRight"] * 4, ["End"]):  # log10 ρ = 0, then 1, then the top
+        for key in keys:
+            slider.press(key)
+        seen.append((readout.inner_text().strip(), _largest_layer_density(nb.settle(cell))))
+    nb.screenshot(screenshots / "01_layer_collapse.after-slider.png")
+
+    assert [r for r, _ in seen] == ["0.00", "1.00", "6.00"], f"slider readouts: {seen}"
+    (_, d0), (_, d1), (_, d2) = seen
+    assert d0 == 1.0, f"at ρ = 1 nothing is pruned, but the largest layer shows density {d0}"
+    assert d1 < d0 and d2 <= d1, (
+        "raising the compression must lower the largest layer's density: "
+        f"{', '.join(f'log10 ρ = {r}: {d:.4g}' for r, d in seen)}")
+    problems = nb.problems()
+    if problems:
+        pytest.fail("after moving the slider:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def _weight_angles(traces, rule: str) -> list[float]:
+    """Last weight-alignment angle (W against Bᵀ) of each layer for ``rule``."""
+    return [float(t["y"][-1]) for t in traces
+            if t.get("legendgroup") == rule and "W vs B" in t.get("hovertemplate", "")
+            and t.get("y")]
+
+
+@pytest.mark.notebook("05_feedback_alignment")
+def test_feedback_alignment_rule_dropdown_changes_the_angles(runs, screenshots):
+    nb = runs.run("05_feedback_alignment")
+    cell = nb.find_cell("feedback_alignment_app(")
+    before = nb.settle(cell)
+    fa = _weight_angles(before, "feedback_alignment")
+    assert fa, "no weight-angle traces of feedback alignment before switching the rule"
+
+    rule = nb.control(cell, ".widget-dropdown select")  # the rule dropdown
+    rule.focus()
+    rule.press("End")  # the last rule of the list: symmetric alignment
+    assert rule.evaluate("s => s.options[s.selectedIndex].text") == "Symmetric alignment"
+    nb.control(cell, "button.widget-button:has-text('Train')").click()
+    after = nb.settle(cell, timeout_s=RUN_TIMEOUT_S)
+    nb.screenshot(screenshots / "05_feedback_alignment.after-rule.png")
+
+    sa = _weight_angles(after, "symmetric_alignment")
+    assert sa, "no weight-angle traces of symmetric alignment after switching the rule"
+    assert not _weight_angles(after, "feedback_alignment"), \
+        "feedback alignment is still drawn after switching the rule to symmetric alignment"
+    assert sum(sa) / len(sa) < sum(fa) / len(fa), (
+        "symmetric alignment must end with lower weight angles than feedback alignment: "
+        f"SA {[round(a, 1) for a in sa]} vs FA {[round(a, 1) for a in fa]} degrees")
+    problems = nb.problems()
+    if problems:
+        pytest.fail("after switching the rule:\n  " + "\n  ".join(problems), pytrace=False)
