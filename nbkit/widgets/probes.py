@@ -105,12 +105,18 @@ def probe_batch(n: int = LOSS_SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
     return data.load("cifar10-mini").pruning_batches(n, batch_size=n, augment=False)[0]
 
 
-@lru_cache(maxsize=256)
 def conservation(objective: str = "synflow", arch: str = "conv", bias: bool = False,
                  batchnorm: str = "none", residual: bool = False, activation: str = "relu",
                  seed: int = 0) -> dict:
     """Both laws on :func:`demo_model` for ``objective``: the neuron flows (Fig. 3), the
-    layer and cut totals, the input flow and the conservation report (cached)."""
+    layer and cut totals, the input flow and the conservation report (cached on the
+    values, however they are passed)."""
+    return _conservation(objective, arch, bool(bias), batchnorm, bool(residual), activation,
+                         int(seed))
+
+
+@lru_cache(maxsize=256)
+def _conservation(objective, arch, bias, batchnorm, residual, activation, seed) -> dict:
     model = demo_model(arch, bias=bias, batchnorm=batchnorm, residual=residual,
                        activation=activation, seed=seed)
     data = probe_batch() if objective == "loss" else None
@@ -213,12 +219,16 @@ def conservation_app(*, objective: str = "synflow", arch: str = "conv", bias: bo
 FIG4_MODELS = ("vgg16_bn", "vgg11_bn", "resnet20", "conv")
 
 
-@lru_cache(maxsize=32)
 def fig4(model: str = "vgg16_bn", objective: str = "synflow", seed: int = 0,
          loss_samples: int = 4) -> dict:
     """Fig. 4's points for ``model`` at init (eval mode) and ``objective`` (cached):
     ``{"points": fig4_points(...), "model": name, "objective": name}``. The loss uses
     ``loss_samples`` cifar10-mini images; float32 keeps vgg16_bn quick on a CPU."""
+    return _fig4(model, objective, int(seed), int(loss_samples))
+
+
+@lru_cache(maxsize=32)
+def _fig4(model, objective, seed, loss_samples) -> dict:
     torch.manual_seed(seed)
     net = models.build(model).eval()
     data = probe_batch(loss_samples) if objective == "loss" else None

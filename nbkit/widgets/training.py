@@ -106,6 +106,13 @@ def _dataset(name: str, device) -> _data.Dataset:
     return _DATASETS[key]
 
 
+def _run_key(cfg, method, log10_rho, shuffle, seed, device) -> str:
+    log10_rho = 0.0 if method == "dense" else float(log10_rho)
+    return json.dumps({"cfg": cfg, "method": method, "rho": log10_rho, "shuffle": bool(shuffle),
+                       "seed": seed, "device": str(get_device(device))}, sort_keys=True,
+                      default=str)
+
+
 def train_pruned(method: str, log10_rho: float = 0.0, *, shuffle: bool = False,
                  config: dict | None = None, seed: int = 0, device=None) -> dict:
     """Build ``config["model"]``, prune it at init with ``method`` to density
@@ -124,8 +131,7 @@ def train_pruned(method: str, log10_rho: float = 0.0, *, shuffle: bool = False,
         raise ValueError(f"unknown pruner {method!r}; choose one of {PRUNERS} or 'dense'")
     dev = get_device(device)
     log10_rho = 0.0 if method == "dense" else float(log10_rho)
-    key = json.dumps({"cfg": cfg, "method": method, "rho": log10_rho, "shuffle": shuffle,
-                      "seed": seed, "device": str(dev)}, sort_keys=True, default=str)
+    key = _run_key(cfg, method, log10_rho, shuffle, seed, dev)
     if key in _CACHE:
         return _CACHE[key]
     t0 = time.perf_counter()
@@ -160,8 +166,9 @@ def sweep(pruners=PRUNERS, log10_rhos=None, *, shuffle: bool = False,
     """Train the dense net, then every pruner at every compression (and, with
     ``shuffle``, each one's layer-wise shuffled twin), lowest compression first.
 
-    A generator: after each run it yields ``{"runs": [...], "progress": fraction done,
-    "config": cfg, "todo": runs left}``, so a figure can grow as the runs finish.
+    A generator: after each run it trains (and after the last) it yields ``{"runs":
+    [...], "progress": fraction done, "config": cfg, "todo": runs left}``, so a figure can
+    grow as the runs finish; runs found in the cache are not redrawn one by one.
     """
     cfg = config or config_for("quick")
     pruners = list(pruners)
@@ -178,10 +185,12 @@ def sweep(pruners=PRUNERS, log10_rhos=None, *, shuffle: bool = False,
         jobs += [(m, r, True) for r in rhos for m in pruners]
     runs = []
     for i, (method, rho, shuf) in enumerate(jobs):
+        cached = _run_key(cfg, method, rho, shuf, seed, device) in _CACHE
         runs.append(train_pruned(method, rho, shuffle=shuf, config=cfg, seed=seed,
                                  device=device))
-        yield {"runs": list(runs), "progress": (i + 1) / len(jobs), "config": cfg,
-               "todo": len(jobs) - i - 1}
+        if not cached or i == len(jobs) - 1:   # a run from the cache needs no redraw
+            yield {"runs": list(runs), "progress": (i + 1) / len(jobs), "config": cfg,
+                   "todo": len(jobs) - i - 1}
 
 
 def _curves(runs) -> tuple[list[dict], float | None, float | None]:
