@@ -401,9 +401,13 @@ def _default_model(models_, settings):
                                        else FULL_MODELS[0])
 
 
-def _model_dropdown(models_, value):
-    return W.Dropdown(options=[(describe_model(m), m) for m in models_], value=value,
-                      description="model")
+def _model_dropdown(models_, value, device=None):
+    """Models by name; full-width ones warn that their first sweep is slow on a CPU."""
+    slow = _device.get(device).type == "cpu"
+    return W.Dropdown(options=[(describe_model(m) + (" (first sweep: minutes on a CPU)"
+                                                     if slow and "/" not in m else ""), m)
+                               for m in models_], value=value, description="model",
+                      layout=W.Layout(width="max-content"))
 
 
 def _rho_slider(value=3.0):
@@ -434,7 +438,7 @@ def layer_collapse_app(settings: Settings = QUICK, *, models=None, pruners=PRUNE
     controls = {"log10_rho": _rho_slider(log10_rho),
                 "pruner": W.Dropdown(options=[(label_for(p), p) for p in pruners],
                                      value=pruner, description="pruner"),
-                "model": _model_dropdown(models_, _default_model(models_, settings))}
+                "model": _model_dropdown(models_, _default_model(models_, settings), device)}
     return App(controls, compute, build, describe=lambda r: r.get("caption", ""))
 
 
@@ -457,7 +461,7 @@ def connectivity_app(settings: Settings = QUICK, *, models=None, pruners=PRUNERS
         return viz.connectivity_figure(**result["figure"])
 
     controls = {"log10_rho": _rho_slider(log10_rho),
-                "model": _model_dropdown(models_, _default_model(models_, settings))}
+                "model": _model_dropdown(models_, _default_model(models_, settings), device)}
     return App(controls, compute, build, describe=lambda r: r.get("caption", ""))
 
 
