@@ -321,9 +321,10 @@ class NotebookPage:
         return self.cell_locator(index).locator(".jp-Cell-outputWrapper .js-plotly-plot") \
             .nth(nth).evaluate("(el) => {" + JS_HELPERS + "return plain(el.layout || {}); }")
 
-    def problems(self) -> list[str]:
-        """Everything wrong on screen, one readable line (or block) each: error outputs,
-        cells that did not run, and expected figures that are missing, empty or untitled."""
+    def problems(self, figures: bool = True) -> list[str]:
+        """Everything wrong on screen, one readable line (or block) each: error and warning
+        outputs, cells that did not run, and (with ``figures``) expected figures that are
+        missing, empty, untitled or not sized to their cell."""
         cells, name, found = self.cells(), self.name, []
         for c in cells:
             for err in c.errors():
@@ -335,7 +336,7 @@ class NotebookPage:
         not_run = [c for c in cells if c.code and c.source.strip() and not c.executed()]
         if not_run:
             found.append("cells that did not run: " + "; ".join(c.label(name) for c in not_run))
-        for index, n in sorted(self.expected.items()):
+        for index, n in sorted(self.expected.items() if figures else ()):
             if index >= len(cells):
                 found.append(f"{name}, cell {index}: expected {n} figure(s), but the notebook "
                              f"on screen has only {len(cells)} cells")
@@ -352,7 +353,7 @@ class NotebookPage:
                     found.append(f"{c.label(name)}: a figure is drawn {p['drawnWidth']:.0f} px "
                                  f"wide in a {p['width']:.0f} px output (it did not size "
                                  "itself to the notebook; squeezed labels overlap)")
-        if not self.expected:
+        if figures and not self.expected:
             found.append(f"{name}: the committed notebook shows no plotly figure (run it and "
                          "save its outputs, or declare metadata nbkit.browser_figures)")
         if found and self.browser_errors:

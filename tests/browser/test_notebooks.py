@@ -47,15 +47,18 @@ def test_layer_collapse_slider_lowers_the_largest_layer(runs, screenshots):
         seen.append((readout.inner_text().strip(), _largest_layer_density(nb.settle(cell))))
     nb.screenshot(screenshots / "01_layer_collapse.after-slider.png")
 
-    assert [r for r, _ in seen] == ["0.00", "1.00", "6.00"], f"slider readouts: {seen}"
+    wrong = nb.problems(figures=False)  # errors shown after the interaction
+    if [r for r, _ in seen] != ["0.00", "1.00", "6.00"]:
+        wrong.append(f"the slider readouts were {[r for r, _ in seen]}, not 0.00, 1.00, 6.00")
     (_, d0), (_, d1), (_, d2) = seen
-    assert d0 == 1.0, f"at ρ = 1 nothing is pruned, but the largest layer shows density {d0}"
-    assert d1 < d0 and d2 <= d1, (
-        "raising the compression must lower the largest layer's density: "
-        f"{', '.join(f'log10 ρ = {r}: {d:.4g}' for r, d in seen)}")
-    problems = nb.problems()
-    if problems:
-        pytest.fail("after moving the slider:\n  " + "\n  ".join(problems), pytrace=False)
+    if d0 != 1.0:
+        wrong.append(f"at ρ = 1 nothing is pruned, but the largest layer shows density {d0}")
+    if not (d1 < d0 and d2 <= d1):
+        wrong.append("raising the compression must lower the largest layer's density, but it "
+                     "went " + ", ".join(f"{d:.4g} at log10 ρ = {r}" for r, d in seen))
+    if wrong:
+        pytest.fail("01_layer_collapse, compression slider moved with Home, ArrowRight x4, End:"
+                    "\n  " + "\n  ".join(wrong), pytrace=False)
 
 
 def _weight_angles(traces, rule: str) -> list[float]:
@@ -82,12 +85,16 @@ def test_feedback_alignment_rule_dropdown_changes_the_angles(runs, screenshots):
     nb.screenshot(screenshots / "05_feedback_alignment.after-rule.png")
 
     sa = _weight_angles(after, "symmetric_alignment")
-    assert sa, "no weight-angle traces of symmetric alignment after switching the rule"
-    assert not _weight_angles(after, "feedback_alignment"), \
-        "feedback alignment is still drawn after switching the rule to symmetric alignment"
-    assert sum(sa) / len(sa) < sum(fa) / len(fa), (
-        "symmetric alignment must end with lower weight angles than feedback alignment: "
-        f"SA {[round(a, 1) for a in sa]} vs FA {[round(a, 1) for a in fa]} degrees")
-    problems = nb.problems()
-    if problems:
-        pytest.fail("after switching the rule:\n  " + "\n  ".join(problems), pytrace=False)
+    wrong = nb.problems(figures=False)  # errors shown after the interaction
+    if not sa:
+        wrong.append("no weight-angle traces of symmetric alignment after switching the rule")
+    elif not sum(sa) / len(sa) < sum(fa) / len(fa):
+        wrong.append("symmetric alignment must end with lower weight angles than feedback "
+                     f"alignment: SA {[round(a, 1) for a in sa]} vs FA "
+                     f"{[round(a, 1) for a in fa]} degrees")
+    if _weight_angles(after, "feedback_alignment"):
+        wrong.append("feedback alignment is still drawn after switching the rule to symmetric "
+                     "alignment")
+    if wrong:
+        pytest.fail("05_feedback_alignment, rule switched from feedback alignment to symmetric "
+                    "alignment (End, then Train):\n  " + "\n  ".join(wrong), pytrace=False)
