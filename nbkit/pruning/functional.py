@@ -35,16 +35,20 @@ def substitute(model: nn.Module, tensors: Mapping[str, torch.Tensor]):
     back on exit, including the ``module.weight`` attributes that pruning hooks set.
     """
     undo = []
+    modules = dict(model.named_modules())
     try:
         # pruning hooks set plain attributes as a side effect of forward: keep them
-        for module in model.modules():
+        for module in modules.values():
             for hook in module._forward_pre_hooks.values():
                 if isinstance(hook, torch_prune.BasePruningMethod):
                     attr = hook._tensor_name
                     if attr in module.__dict__:
                         undo.append((module.__dict__, attr, module.__dict__[attr]))
         for name, tensor in tensors.items():
-            module, attr = locate(model, name)
+            path, _, attr = name.rpartition(".")
+            module = modules.get(path)
+            if module is None:
+                module, attr = locate(model, name)
             if attr in module._parameters:
                 undo.append((module._parameters, attr, module._parameters[attr]))
                 module._parameters[attr] = tensor

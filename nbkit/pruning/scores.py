@@ -125,38 +125,6 @@ def magnitude(model, weights, out, ctx):
         torch.abs(w.detach(), out=o)
 
 
-@register("synflow", absolute=True)
-def synflow(model, weights, out, ctx):
-    """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
-    all-ones input. Returns R."""
-    state = ctx.cache.get("synflow")
-    if state is None:
-        w0 = next(iter(weights.values()))
-        skip = set()
-        for name in weights:
-            module, attr = locate(model, name)
-            skip.update((f"{name}_orig", f"{name}_mask") if is_pruned(module, attr) else (name,))
-        mirror = {n: t.detach().abs().to(w0.dtype)
-                  for n, t in list(model.named_parameters()) + list(model.named_buffers())
-                  if t.is_floating_point() and n not in skip}
-        mirror.update(weights)
-        x = ones_input(model, ctx.input_shape, dtype=w0.dtype, device=w0.device)
-        state = ctx.cache["synflow"] = (mirror, x, _require_grad(weights))
-    mirror, x, ws = state
-    with substitute(model, mirror):
-        R = model(x).sum()
-    grads = torch.autograd.grad(R, ws, allow_unused=True)
-    for w, g, o in zip(ws, grads, out.values()):
-        if g is None:
-            o.zero_()
-        else:
-            torch.mul(g, w.detach(), out=o)  # w = |θ| >= 0
-            if o.device.type == "cpu" and o.numel() and bool(g.min() >= 0):
-                continue  # the usual case: g >= 0 too, skip a write pass
-            o.abs_()
-    return R.detach()
-
-
 def _losses(model, batches, temperature=1.0):
     for x, y in batches:
         logits = model(x)
@@ -207,3 +175,35 @@ def grasp(model, weights, out, ctx):
     for w, o in zip(ws, out.values()):
         o.mul_(w.detach())
     return total
+
+
+@register("synflow", absolute=True)
+def synflow(model, weights, out, ctx):
+    """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
+    all-ones input. Returns R."""
+    state = ctx.cache.get("synflow")
+    if state is None:
+        w0 = next(iter(weights.values()))
+        skip = set()
+        for name in weights:
+            module, attr = locate(model, name)
+            skip.update((f"{name}_orig", f"{name}_mask") if is_pruned(module, attr) else (name,))
+        mirror = {n: t.detach().abs().to(w0.dtype)
+                  for n, t in list(model.named_parameters()) + list(model.named_buffers())
+                  if t.is_floating_point() and n not in skip}
+        mirror.update(weights)
+        x = ones_input(model, ctx.input_shape, dtype=w0.dtype, device=w0.device)
+        state = ctx.cache["synflow"] = (mirror, x, _require_grad(weights))
+    mirror, x, ws = state
+    with substitute(model, mirror):
+        R = model(x).sum()
+    grads = torch.autograd.grad(R, ws, allow_unused=True)
+    for w, g, o in zip(ws, grads, out.values()):
+        if g is None:
+            o.zero_()
+        else:
+            torch.mul(g, w.detach(), out=o)  # w = |θ| >= 0
+            if o.device.type == "cpu" and o.numel() and bool(g.min() >= 0):
+                continue  # the usual case: g >= 0 too, skip a write pass
+            o.abs_()
+    return R.detach()
