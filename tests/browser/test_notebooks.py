@@ -79,7 +79,8 @@ def test_feedback_alignment_rule_dropdown_changes_the_angles(runs, screenshots):
     rule = nb.control(cell, ".widget-dropdown select")  # the rule dropdown
     rule.focus()
     rule.press("End")  # the last rule of the list: symmetric alignment
-    assert rule.evaluate("s => s.options[s.selectedIndex].text") == "Symmetric alignment"
+    chosen = rule.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
+    assert chosen == "Symmetric alignment", f"End on the rule dropdown chose {chosen!r}"
     nb.control(cell, "button.widget-button:has-text('Train')").click()
     after = nb.settle(cell, timeout_s=RUN_TIMEOUT_S)
     nb.screenshot(screenshots / "05_feedback_alignment.after-rule.png")
