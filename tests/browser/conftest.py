@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -112,6 +113,33 @@ def _kill(procs, timeout: float = 5.0) -> None:
     psutil.wait_procs(alive, timeout=timeout)
 
 
+def _die_with_parent():
+    """In the server's process, before it starts: get SIGTERM if the test process dies,
+    even by SIGKILL (Linux; elsewhere the session teardown alone stops the server)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A cancelled CI job gets SIGTERM, which would end Python without any teardown; turn
+    it into KeyboardInterrupt meanwhile, so that the server and browser are shut down."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGTERM) if main else None
+    if main and old == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        if main and old == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, old)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -176,7 +204,8 @@ class JupyterLab:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log,
                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
+                                             start_new_session=True,
+                                             preexec_fn=_die_with_parent)
             deadline = time.monotonic() + SERVER_START_S
             while time.monotonic() < deadline and self.proc.poll() is None:
                 with contextlib.suppress(OSError, ValueError):
@@ -243,10 +272,11 @@ class JupyterLab:
 @pytest.fixture(scope="session")
 def jupyterlab(browser_requirements, tmp_path_factory):
     lab = JupyterLab(tmp_path_factory.mktemp("jupyterlab"))
-    try:
-        yield lab.start()
-    finally:
-        lab.stop()
+    with _sigterm_as_interrupt():
+        try:
+            yield lab.start()
+        finally:
+            lab.stop()
 
 
 @pytest.fixture(scope="session")
