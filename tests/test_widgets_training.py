@@ -12,7 +12,7 @@ from nbkit.viz import style
 from nbkit.widgets import training as wt
 
 TINY = {"model_kwargs": {"depth": 3, "width": 16}, "synflow_iterations": 5,
-        "log10_rho": (1.0, 3.0), "train": {"steps": 3, "epochs": 1}}
+        "log10_rho": (1.0, 3.0), "train": {"epochs": 1}}
 
 
 def _live(fig, kind="solid"):
@@ -78,6 +78,20 @@ def test_shuffle_adds_dotted_twins_with_the_same_layer_densities(app):
     assert shuffled["shuffle"] and mine["layer_density"] == shuffled["layer_density"]
 
 
+def test_more_epochs_train_further(app):
+    app.controls["pruners"].value = ("synflow",)
+    app.controls["log10_rhos"].value = (1.0,)
+    app.controls["shuffle"].value = False
+    app.button.click()
+    one = {r["method"]: r["top1"] for r in app.result["runs"]}
+    app.controls["epochs"].value = 3
+    app.button.click()
+    three = {r["method"]: r["top1"] for r in app.result["runs"]}
+    assert "3 epochs" in app.figure.layout.annotations[0].text
+    assert three["dense"] > one["dense"] and three["synflow"] > one["synflow"]
+    app.controls["epochs"].value = 1
+
+
 def test_compute_error_shows_and_the_app_keeps_working(app):
     before = len(app.figure.data)
     app.controls["pruners"].value = ()
@@ -102,6 +116,12 @@ def test_shuffle_app_compares_bars_at_one_compression():
     app.button.click()
     assert "10<sup>3</sup>" in app.figure.layout.title.text
     assert app.result["log10_rho"] == 3.0
+    app.controls["pruners"].value = ("magnitude",)
+    app.button.click()
+    assert [list(t.x) for t in app.figure.data if t.type == "bar"] == [["Magnitude"]] * 2
+    # magnitude has emptied the first layer at 10^3: both masks give chance
+    assert app.result["original"]["magnitude"] == app.result["shuffled"]["magnitude"] == \
+        pytest.approx(10.0)
 
 
 def _collected(path, top1):
