@@ -83,6 +83,38 @@ def _subplots(title: str, rows: int, cols: int, titles, *, height: int, note: st
     return fig
 
 
+def _axis(n: int) -> str:
+    return "" if n == 1 else str(n)
+
+
+def _guide(axis: int, *, y=None, x=None, text: str = "", line=None, opacity: float = 1.0,
+           position: str = "right", above: bool = False) -> tuple[dict, dict | None]:
+    """A horizontal (``y=``) or vertical (``x=``) line across subplot ``axis`` (1-based, in
+    plotly's axis numbering), as a layout shape and an optional label. Much cheaper than
+    ``add_hline`` when a figure is rebuilt at every training update."""
+    a = _axis(axis)
+    line = line or dict(color="#999", dash="dot", width=1)
+    if y is not None:
+        shape = dict(type="line", xref=f"x{a} domain", x0=0, x1=1, yref=f"y{a}", y0=y, y1=y,
+                     line=line, opacity=opacity, layer="below")
+        label = dict(xref=f"x{a} domain", x=1 if position == "right" else 0, yref=f"y{a}",
+                     y=y, text=text, showarrow=False, font=_SMALL,
+                     yanchor="bottom" if above else "top",
+                     xanchor="right" if position == "right" else "left") if text else None
+    else:
+        shape = dict(type="line", yref=f"y{a} domain", y0=0, y1=1, xref=f"x{a}", x0=x, x1=x,
+                     line=line, opacity=opacity, layer="below")
+        label = None
+    return shape, label
+
+
+def _add_guides(fig: go.Figure, guides) -> None:
+    shapes = [g[0] for g in guides]
+    labels = [g[1] for g in guides if g[1] is not None]
+    fig.update_layout(shapes=list(fig.layout.shapes) + shapes,
+                      annotations=list(fig.layout.annotations) + labels)
+
+
 def _runs(runs) -> list[dict]:
     if isinstance(runs, dict) and "rule" in runs:
         return [runs]
@@ -120,20 +152,21 @@ def training_curves(runs, *, title: str = "Training with each learning rule",
                                   "δ angle against backprop, per layer"),
                     height=height, note=note, vertical_spacing=0.14, horizontal_spacing=0.09)
     single = len(runs) == 1
+    pending = []  # (trace, row, col), added in one call
     for run in runs:
         rule = run["rule"]
         name, color = label_for(rule), color_for(rule)
         steps = list(run.get("steps", []))
         common = dict(mode="lines+markers", marker=dict(size=5), legendgroup=rule)
-        fig.add_trace(go.Scatter(
+        pending.append((go.Scatter(
             x=steps, y=list(run.get("train_loss", [])), name=name, line=dict(color=color),
             hovertemplate=f"{name}<br>step %{{x}}<br>train loss %{{y:.3f}}<extra></extra>",
-            showlegend=not single, **common), row=1, col=1)
-        fig.add_trace(go.Scatter(
+            showlegend=not single, **common), 1, 1))
+        pending.append((go.Scatter(
             x=steps, y=[100 * a for a in run.get("test_acc", [])], name=name,
             line=dict(color=color), showlegend=False,
             hovertemplate=f"{name}<br>step %{{x}}<br>test accuracy %{{y:.1f}}%<extra></extra>",
-            **common), row=1, col=2)
+            **common), 1, 2))
         for col, key, what in ((1, "alignment", "W vs Bᵀ"), (2, "gradient", "δ vs backprop")):
             layers = list(run.get(key, {}).items())
             ramp = layer_colors(len(layers) + 1)[:len(layers)]  # stop short of yellow
@@ -142,20 +175,19 @@ def training_curves(runs, *, title: str = "Training with each learning rule",
                 style = (dict(color=ramp[i]) if single else
                          dict(color=color, width=1.2 + 1.3 * frac))
                 n = min(len(steps), len(values))
-                fig.add_trace(go.Scatter(
+                pending.append((go.Scatter(
                     x=steps[:n], y=list(values)[:n], mode="lines",
                     name=(layer if single else name), line=style,
                     opacity=1.0 if single else 0.35 + 0.65 * frac,
                     legendgroup=(f"layer:{layer}" if single else rule),
                     showlegend=single and col == 1,
                     hovertemplate=(f"{name} · {layer}<br>step %{{x}}<br>{what}: "
-                                   "%{y:.1f}°<extra></extra>")), row=2, col=col)
-    faint = dict(color="#999", dash="dot", width=1)
-    fig.add_hline(y=10, line=faint, row=1, col=2, annotation_text="chance",
-                  annotation_position="bottom right", annotation_font=_SMALL)
-    for col in (1, 2):
-        fig.add_hline(y=90, line=faint, row=2, col=col, annotation_text="90° = unrelated",
-                      annotation_position="bottom left", annotation_font=_SMALL)
+                                   "%{y:.1f}°<extra></extra>")), 2, col))
+    fig.add_traces([t for t, _, _ in pending], rows=[r for _, r, _ in pending],
+                   cols=[c for _, _, c in pending])
+    _add_guides(fig, [_guide(2, y=10, text="chance"),
+                      _guide(3, y=90, text="90° = unrelated", above=True),
+                      _guide(4, y=90, text="90° = unrelated", above=True)])
     fig.update_xaxes(matches="x")
     fig.update_xaxes(title_text="SGD step", row=2)
     fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=1)
@@ -349,13 +381,11 @@ def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
     accs = [100 * a for r in rules for row in grid["test_acc"][r] for a in row
             if a is not None and math.isfinite(a)]
     top = max(accs + [10.0]) * 1.08
+    mark = dict(color="#888", width=8)
+    guides = [_guide(1, x=d, line=mark, opacity=0.18), _guide(2, x=s, line=mark, opacity=0.18)]
     if grid.get("chance") is not None:
-        for col in (1, 2):
-            fig.add_hline(y=100 * grid["chance"], line=dict(color="#999", dash="dot", width=1),
-                          row=1, col=col, annotation_text="chance",
-                          annotation_position="bottom right")
-    fig.add_vline(x=d, line=dict(color="#888", width=8), opacity=0.18, row=1, col=1)
-    fig.add_vline(x=s, line=dict(color="#888", width=8), opacity=0.18, row=1, col=2)
+        guides += [_guide(a, y=100 * grid["chance"], text="chance") for a in (1, 2)]
+    _add_guides(fig, guides)
     fig.update_xaxes(title_text=grid.get("depth_label", "depth (weight layers)"), row=1, col=1,
                      tickvals=depths)
     fig.update_xaxes(title_text="noise σ (θ += lr·ξ, ξ ~ N(0, σ²) per step)", row=1, col=2,
