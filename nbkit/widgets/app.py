@@ -103,14 +103,10 @@ class App:
         fig = self.build(result)
         self.result = result
         with self.figure.batch_update():
-            same = (len(fig.data) == len(self.figure.data) and
-                    all(a.type == b.type for a, b in zip(fig.data, self.figure.data)))
-            if same:
-                for old, new in zip(self.figure.data, fig.data):
-                    old.update(new.to_plotly_json(), overwrite=True)
-            else:
-                self.figure.data = []
-                self.figure.add_traces(list(fig.data))
+            # Replace the traces outright: an in-place update would keep any property
+            # that the new trace leaves unset (stale error bars, say).
+            self.figure.data = []
+            self.figure.add_traces(list(fig.data))
             self.figure.layout = fig.layout
         if self.describe is not None:
             self.caption.value = self.describe(result)
