@@ -27,6 +27,7 @@ class App:
         build: draws a result as a ``go.Figure`` (from :mod:`nbkit.viz`).
         run_button: when a text is given, work starts from a button with that label
             instead of on every control change (for training).
+        width: the figure's width in pixels when the builder sets none.
         describe: optional ``result -> str`` shown as a line of text under the figure.
 
     Errors raised by ``compute`` or ``build`` are shown in the app's output area in red;
@@ -37,8 +38,9 @@ class App:
 
     def __init__(self, controls: dict, compute: Callable, build: Callable[..., go.Figure], *,
                  run_button: str | None = None, describe: Callable | None = None,
-                 auto_start: bool = True):
+                 auto_start: bool = True, width: int = 1000):
         App.instances.append(self)
+        self.width = width
         self._box = None
         self.controls = dict(controls)
         self.compute, self.build, self.describe = compute, build, describe
@@ -108,6 +110,11 @@ class App:
             self.figure.data = []
             self.figure.add_traces(list(fig.data))
             self.figure.layout = fig.layout
+            if fig.layout.width is None:
+                # A FigureWidget inside a widget box does not size itself to the cell
+                # (it falls back to 700 px, which crowds two-panel figures), so every
+                # app draws at a legible fixed width unless its builder chose one.
+                self.figure.layout.width = self.width
         if self.describe is not None:
             self.caption.value = self.describe(result)
 
