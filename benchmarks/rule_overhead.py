@@ -7,6 +7,8 @@ median step time is divided by backprop's from the same rounds.
     python benchmarks/rule_overhead.py --quick              # CPU, a couple of minutes
     python benchmarks/rule_overhead.py --device cuda        # bf16, batch 256, 32 and 224 px
 
+On a busy CPU, ``--threads 1`` gives steadier ratios.
+
 Targets ([TR] on an H100, bf16, batch 256): FA, SS, SA and KP <= 1.10x backprop;
 WM, IA and AA <= 1.6x.
 """
@@ -57,7 +59,7 @@ def bench_model(arch, size, rule_names, args, dev, dtype):
     steps = {}
     for rule in rule_names:
         model = copy.deepcopy(base)
-        extra = {"samples": args.samples} if args.samples and \
+        extra = {"samples": args.samples or None} if args.samples is not None and \
             "samples" in rules.get(rule).options else {}
         rules.convert(model, rule, seed=0, **extra)
         model.to(dev)
@@ -94,12 +96,16 @@ def main(argv=None):
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None,
                    help="autocast dtype (default bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--samples", type=int, default=None,
-                   help="examples per batch the WM/IA/AA updates are estimated on")
+                   help="examples per batch the WM/IA/AA updates are estimated on "
+                        "(default: the rules' own, 64; 0: the whole batch)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
 
     dev = nbkit.device.get(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.batch = args.batch or (8 if args.quick else 256)
     args.steps = args.steps or (3 if args.quick else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)

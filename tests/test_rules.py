@@ -193,6 +193,10 @@ def test_coefficients_override_defaults():
     layer = rules.convert(nn.Linear(2, 2), "information_alignment", beta=0.5)
     assert layer.coefficients["beta"] == 0.5 and layer.coefficients["alpha"] == 2e-3
     assert layer._plan.null == 0.5 and layer._plan.amp == 2e-3 and layer._plan.decay == 1e-3
+    assert rules.resolve("weight_mirror")["samples"] == 64
+    assert rules.convert(nn.Linear(2, 2), "weight_mirror", samples=None)._plan.samples is None
+    with pytest.raises(ValueError, match="samples"):
+        rules.convert(nn.Linear(2, 2), "activation_alignment", samples=0)
     quick = rules.convert(nn.Linear(2, 2), "symmetric_alignment", preset="quick", beta=0.3)
     assert quick.coefficients == {"alpha": rules.QUICK["symmetric_alignment"]["alpha"],
                                   "beta": 0.3}

@@ -80,7 +80,8 @@ def test_information_alignment_fixed_point():
     """B → E[x yᵀ](E[y yᵀ] + I)⁻¹ with [TR]'s coefficient ratios (α = 2β = 2γ)."""
     torch.manual_seed(0)
     layer = nn.Linear(6, 4, bias=False).to(D)
-    layer = rules.convert(layer, "information_alignment", alpha=0.2, beta=0.1, gamma=0.1)
+    layer = rules.convert(layer, "information_alignment", alpha=0.2, beta=0.1, gamma=0.1,
+                          samples=None)  # the whole batch: the exact batch moments
     x = torch.randn(512, 6, dtype=D) @ torch.randn(6, 6, dtype=D)
     fb = _train_b(layer, x, steps=1500, lr=0.3)
     y = x @ layer.weight.t()
@@ -94,7 +95,7 @@ def test_activation_alignment_matches_w_on_the_data_subspace():
     off it, F keeps its random start."""
     torch.manual_seed(0)
     layer = rules.convert(nn.Linear(8, 5, bias=False).to(D), "activation_alignment",
-                          alpha=0.25, beta=0.5, seed=0)
+                          alpha=0.25, beta=0.5, seed=0, samples=None)
     basis, _ = torch.linalg.qr(torch.randn(8, 3, dtype=D))  # a 3-d data subspace
     x = torch.randn(256, 3, dtype=D) @ basis.t()
     start = layer.feedback.detach().clone()

@@ -65,9 +65,12 @@ def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
                 options=MappingProxyType(dict(options or {})), **kw)
 
 
-# The data-driven primitives are estimated on the first `samples` examples of each batch
-# (None: the whole batch; for weight mirror, as many noise images as the batch has).
-_SAMPLES = {"samples": None}
+# The data-driven primitives (amp, sparse, null) are batch means, estimated on the first
+# `samples` examples of each batch (weight mirror: on that many white-noise inputs). The
+# primitives are linear in these means, so a subset gives an unbiased estimate; B averages
+# it over many steps anyway. 64 examples (times every output position of a conv) keep the
+# extra convolutions of WM, IA and AA small at large batches; None uses the whole batch.
+_SAMPLES = {"samples": 64}
 
 RULES: dict[str, Rule] = {r.name: r for r in (
     _rule("backprop", "transpose", summary="B = Wᵀ (weight transport)"),
