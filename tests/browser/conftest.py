@@ -233,16 +233,26 @@ class JupyterLab:
                     raise
                 time.sleep(0.25)
 
-    def shutdown_kernels(self):
-        """End every session and kernel, so that the next notebook starts on a fresh one
-        and has both CPU cores to itself."""
-        with contextlib.suppress(OSError, ValueError):
-            for s in self.api("GET", "/api/sessions"):
-                with contextlib.suppress(urllib.error.HTTPError):
-                    self.api("DELETE", f"/api/sessions/{s['id']}", timeout=30)
-            for k in self.api("GET", "/api/kernels"):
-                with contextlib.suppress(urllib.error.HTTPError):
-                    self.api("DELETE", f"/api/kernels/{k['id']}", timeout=30)
+    def shutdown_kernels(self, wait: bool = True) -> threading.Thread | None:
+        """End every session and kernel there is now, so that the next notebook starts on
+        a fresh kernel with both CPU cores to itself. With ``wait=False`` the kernels are
+        shut down in the background (the next page can load meanwhile)."""
+        try:
+            paths = [f"/api/sessions/{s['id']}" for s in self.api("GET", "/api/sessions")]
+            paths += [f"/api/kernels/{k['id']}" for k in self.api("GET", "/api/kernels")]
+        except (OSError, ValueError):
+            return None
+
+        def delete():
+            for path in paths:
+                with contextlib.suppress(OSError, ValueError):
+                    self.api("DELETE", path, timeout=30)
+
+        if wait:
+            return delete()
+        thread = threading.Thread(target=delete, name="shutdown-kernels", daemon=True)
+        thread.start()
+        return thread
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -321,11 +331,15 @@ class Runs:
         if self.last is not None:
             self.last.close()
         self.last = None
-        self.lab.shutdown_kernels()
+        stopping = self.lab.shutdown_kernels(wait=False)
         if self.page is None or self.page.is_closed():
             self.page = self.context.new_page()
         nb = NotebookPage(self.page, self.lab, name, path or NOTEBOOKS / f"{name}.ipynb")
-        nb.open()
+        try:
+            nb.open()  # waits until the only kernel left is this notebook's
+        finally:
+            if stopping is not None:
+                stopping.join()
         nb.run_all()
         self.last = nb
         return nb
