@@ -414,3 +414,21 @@ def test_gradient_angles_zero_for_b_equal_wt_and_leave_state_alone():
         if getattr(m, "feedback", None) is not None:
             _set_b_to_wt(m)
     assert all(v < 1e-3 for v in rules.gradient_angles(model, batch).values())
+
+
+@pytest.mark.slow
+def test_compiled_model_under_bf16_autocast_matches_eager():
+    torch._dynamo.reset()
+    nbkit.seed(0)
+    model = nbkit.models.build("conv", depth=2, width=4, batchnorm=False)
+    rules.convert(model, "kolen_pollack", seed=0)
+    twin = copy.deepcopy(model)
+    compiled = torch.compile(twin, backend="aot_eager", fullgraph=True)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    for m in (model, compiled):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x)
+        assert out.dtype == torch.bfloat16
+        F.cross_entropy(out.float(), y).backward()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-3, rtol=1e-2)
