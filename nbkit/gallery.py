@@ -26,7 +26,8 @@ _figs = [a.static_figure() for a in _App.instances] or [o for o in list(globals(
          if type(o).__name__ in ("Figure", "FigureWidget")]
 if _figs:
     _P({out!r}).parent.mkdir(parents=True, exist_ok=True)
-    _figs[0].write_image({out!r}, width=1100, height=600, scale=1)
+    _figs[0].write_image({out!r}, width=_figs[0].layout.width or 1100,
+                         height=_figs[0].layout.height or 600, scale=1)
 """
 
 

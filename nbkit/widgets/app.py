@@ -135,22 +135,21 @@ class App:
         return self._box
 
     def static_figure(self) -> go.Figure:
-        """The current figure as a plain ``go.Figure``, with the control values in a note."""
-        fig = go.Figure(self.figure)
-        settings = ", ".join(f"{k} = {_show_value(c)}" for k, c in self.controls.items())
-        if settings:
-            fig.add_annotation(text=f"<i>snapshot: {html.escape(settings)}</i>", showarrow=False,
-                               xref="paper", yref="paper", x=0, y=-0.2, xanchor="left",
-                               font=dict(size=11, color="#666"))
-        return fig
+        """The current figure as a plain ``go.Figure``."""
+        return go.Figure(self.figure)
+
+    def settings_text(self) -> str:
+        """The controls' current values, e.g. "pruner = magnitude, log10 rho = 2.5"."""
+        return ", ".join(f"{k} = {_show_value(c)}" for k, c in self.controls.items())
 
     def _repr_mimebundle_(self, **kwargs):
         if os.environ.get("NBKIT_STATIC"):  # executed for a static gallery: plain HTML + JSON
             import plotly.io as pio
 
             fig = self.static_figure()
-            text = self.caption.value + (f"<pre>{html.escape(self.messages)}</pre>"
-                                         if self.messages else "")
+            text = (f"<p style='color:#666;font-size:12px'><i>snapshot: "
+                    f"{html.escape(self.settings_text())}</i></p>" + self.caption.value
+                    + (f"<pre>{html.escape(self.messages)}</pre>" if self.messages else ""))
             return {"text/html": pio.to_html(fig, include_plotlyjs=False, full_html=False)
                     + text, "text/plain": f"<nbkit App: {self.figure.layout.title.text}>"}
         return self.widget._repr_mimebundle_(**kwargs)
