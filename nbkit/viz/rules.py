@@ -336,7 +336,7 @@ def _nearest(values, x) -> int:
 
 
 def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
-                      height: int = 520) -> go.Figure:
+                      height: int = 520, width: int = 1250) -> go.Figure:
     """Local rules against weight estimation. Left: test accuracy against depth at noise
     ``sigma``; middle: test accuracy against noise at ``depth``; right: the final weight
     angle (W vs Bᵀ, mean over layers) of each rule at (``depth``, ``sigma``). Local rules
@@ -351,8 +351,9 @@ def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
                     (f"Test accuracy against depth (σ = {s:g})",
                      f"Test accuracy against update noise (depth {d})",
                      f"Weight angle at the end (depth {d}, σ = {s:g})"),
-                    height=height, note=note, horizontal_spacing=0.07,
+                    height=height, note=note, horizontal_spacing=0.09,
                     column_widths=[0.36, 0.36, 0.28])
+    fig.update_layout(width=width)
     for rule in rules:
         st = _route_style(rule)
         name, color = label_for(rule), color_for(rule)
