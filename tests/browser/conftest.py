@@ -340,7 +340,12 @@ class Runs:
         finally:
             if stopping is not None:
                 stopping.join()
-        nb.run_all()
+        try:
+            nb.run_all()
+        except Exception:
+            with contextlib.suppress(Exception):  # what it looked like when it failed
+                nb.screenshot(SCREENSHOTS / f"{name}.png")
+            raise
         self.last = nb
         return nb
 
