@@ -183,22 +183,21 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
     result = run(dtype)
     if result is None:  # SynFlow's R overflowed or underflowed: redo it all in float64
         result = run(torch.float64)
-    alive, records = result
+    alive_views, records = result
 
-    layer_views = [alive[o:o + s] for o, s in zip(run.offsets, sizes)]
+    new_masks = {n: v.contiguous().clone() for n, v in alive_views.items()}
     if shuffle:
-        for view, a0 in zip(layer_views, alive0):
+        for mask, a0 in zip(new_masks.values(), alive0):
+            flat = mask.view(-1)
             pos = a0.to(dev).nonzero().squeeze(1) if a0 is not None else None
-            bits = view[pos] if pos is not None else view.clone()
+            bits = flat[pos] if pos is not None else flat.clone()
             bits = bits[torch.randperm(bits.numel(), device=dev)]
             if pos is None:
-                view.copy_(bits)
+                flat.copy_(bits)
             else:
-                view[pos] = bits
+                flat[pos] = bits
     if reinitialize:
         _reinitialize(model)
-    new_masks = {n: v.view(p.shape).clone() for n, v, p in zip(names, layer_views,
-                                                                   params.values())}
     apply_masks(model, new_masks)
     if history is not None:
         history.extend(_history_dicts(records, names, sizes, n_total))
@@ -234,7 +233,8 @@ def score(model: nn.Module, method: str, data=None, *, prunable=None, input_shap
     ctx = _scores.ScoreContext(alive=alive_views, batches=batches, input_shape=shape)
     with eval_mode(model):
         scorer.fn(model, weights, outs, ctx)
-    return {name: torch.where(alive_views[name], o, float("-inf")) for name, o in outs.items()}
+    return {name: torch.where(alive_views[name], o.abs() if scorer.abs_scores else o,
+                              float("-inf")).contiguous() for name, o in outs.items()}
 
 
 class _Run:
@@ -251,6 +251,10 @@ class _Run:
         self.n_total = sum(sizes)
 
     def _buffers(self, dtype):
+        """Flat buffers of weights, scores and alive flags, and per-parameter views of
+        them. Conv kernels are laid out channels-last (out, kh, kw, in), which makes the
+        batch-1 convolutions of SynFlow faster on a CPU; positions (and so tie-breaking)
+        follow that layout. Batched scorers run on contiguous copies."""
         dev, n = self.device, self.n_total
         flat_w = torch.empty(n, dtype=dtype, device=dev)
         flat_s = torch.empty(n, dtype=dtype, device=dev)
@@ -259,15 +263,15 @@ class _Run:
         with torch.no_grad():
             for (name, p), o, a0 in zip(self.params.items(), self.offsets, self.alive0):
                 sl = slice(o, o + p.numel())
-                w = flat_w[sl].view(p.shape)
+                w, a = _view(flat_w[sl], p.shape), _view(alive[sl], p.shape)
                 w.copy_(p.detach())
                 if a0 is not None:
-                    alive[sl].copy_(a0)
-                    w.mul_(alive[sl].view(p.shape))
+                    a.copy_(a0.view(p.shape))
+                    w.mul_(a)
                 if self.scorer.absolute:
                     w.abs_()
-                weights[name], outs[name] = w, flat_s[sl].view(p.shape)
-                alive_views[name] = alive[sl].view(p.shape)
+                weights[name], outs[name] = w, _view(flat_s[sl], p.shape)
+                alive_views[name] = a
         return flat_w, flat_s, alive, weights, outs, alive_views
 
     def __call__(self, dtype):
@@ -300,13 +304,21 @@ class _Run:
                 removed_total, totals = [], []
                 for g, (alive_idx, targets) in enumerate(zip(idx, self.targets)):
                     s_raw = flat_s.index_select(0, alive_idx)
+                    if self.scorer.abs_scores:
+                        s_raw.abs_()
                     keep, gone = select(s_raw.neg() if self.invert else s_raw, targets[it],
-                                        generator=gen)
-                    removed = alive_idx.index_select(0, gone)
+                                        generator=gen, need_removed=self.record)
                     idx[g] = alive_idx.index_select(0, keep)
                     with torch.no_grad():
-                        flat_w.index_fill_(0, removed, 0)
-                        alive.index_fill_(0, removed, False)
+                        if gone is None:  # most weights go: rebuild the group's masks
+                            o, n = self.groups[g]
+                            alive[o:o + n].zero_()
+                            alive.index_fill_(0, idx[g], True)
+                            flat_w[o:o + n].mul_(alive[o:o + n])
+                        else:
+                            removed = alive_idx.index_select(0, gone)
+                            flat_w.index_fill_(0, removed, 0)
+                            alive.index_fill_(0, removed, False)
                     if self.record:
                         removed_total.append(
                             s_raw.index_select(0, gone).sum(dtype=torch.float64))
@@ -315,7 +327,7 @@ class _Run:
                     records.append(self._record(idx, removed_total, totals, objective))
         if bad is not None and bool(bad):
             return None
-        return alive, records
+        return alive_views, records
 
     def _boundaries(self):
         b = getattr(self, "_bounds", None)
@@ -342,6 +354,14 @@ class _Run:
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
         obj = objective.detach().to(torch.float64).reshape(()) if objective is not None else nan
         return (counts, torch.stack(removed_total).sum(), torch.cat(totals), obj)
+
+
+def _view(flat: torch.Tensor, shape) -> torch.Tensor:
+    """``flat`` seen as a tensor of ``shape``; 4-D in channels-last memory order."""
+    if len(shape) == 4:
+        o, i, h, w = shape
+        return flat.view(o, h, w, i).permute(0, 3, 1, 2)
+    return flat.view(shape)
 
 
 def _history_dicts(records, names, sizes, n_total):

@@ -58,6 +58,8 @@ class Scorer:
 
     needs_data: SNIP and GraSP need pruning batches.
     absolute: the scorer wants |θ| ⊙ m as its weights (SynFlow).
+    abs_scores: the score is the absolute value of what ``fn`` writes; the pruning loop
+        takes it on the weights still alive only (cheaper than on every weight).
     """
 
     name: str
@@ -65,15 +67,18 @@ class Scorer:
     needs_data: bool = False
     absolute: bool = False
     doc: str = ""
+    abs_scores: bool = False
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
-def register(name: str, *, needs_data: bool = False, absolute: bool = False):
+def register(name: str, *, needs_data: bool = False, absolute: bool = False,
+             abs_scores: bool = False):
     """Decorator adding a scorer function to :data:`SCORERS`."""
     def deco(fn):
-        SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip())
+        SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip(),
+                               abs_scores)
         return fn
     return deco
 
@@ -125,6 +130,11 @@ def magnitude(model, weights, out, ctx):
         torch.abs(w.detach(), out=o)
 
 
+def _contiguous(weights: dict) -> dict:
+    """Differentiable contiguous copies: batched convolutions prefer the usual layout."""
+    return {n: w if w.is_contiguous() else w.contiguous() for n, w in weights.items()}
+
+
 def _losses(model, batches, temperature=1.0):
     for x, y in batches:
         logits = model(x)
@@ -138,7 +148,7 @@ def snip(model, weights, out, ctx):
     """|∂L/∂θ ⊙ θ|, normalised by its sum over all prunable weights. Returns L."""
     ws = _require_grad(weights)
     total = None
-    with substitute(model, weights):
+    with substitute(model, _contiguous(weights)):
         for i, loss in enumerate(_losses(model, ctx.batches)):
             _write(out, torch.autograd.grad(loss, ws, allow_unused=True), i == 0)
             total = loss.detach() if total is None else total + loss.detach()
@@ -158,7 +168,7 @@ def grasp(model, weights, out, ctx):
     divided by a temperature of 200. The lowest scores are pruned: removing those
     weights reduces the gradient norm least. Returns L (with the temperature)."""
     ws = _require_grad(weights)
-    with substitute(model, weights):
+    with substitute(model, _contiguous(weights)):
         total = None
         for i, loss in enumerate(_losses(model, ctx.batches, GRASP_TEMPERATURE)):
             _write(out, torch.autograd.grad(loss, ws, allow_unused=True), i == 0)
@@ -177,10 +187,11 @@ def grasp(model, weights, out, ctx):
     return total
 
 
-@register("synflow", absolute=True)
+@register("synflow", absolute=True, abs_scores=True)
 def synflow(model, weights, out, ctx):
     """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
-    all-ones input. Returns R."""
+    all-ones input. Writes ∂R/∂θ ⊙ |θ| (nonnegative in a network of ReLUs, pooling,
+    BatchNorm and adds); the loop takes the absolute value. Returns R."""
     state = ctx.cache.get("synflow")
     if state is None:
         w0 = next(iter(weights.values()))
@@ -193,6 +204,8 @@ def synflow(model, weights, out, ctx):
                   if t.is_floating_point() and n not in skip}
         mirror.update(weights)
         x = ones_input(model, ctx.input_shape, dtype=w0.dtype, device=w0.device)
+        if x.dim() == 4 and any(w.dim() == 4 for w in weights.values()):
+            x = x.contiguous(memory_format=torch.channels_last)
         state = ctx.cache["synflow"] = (mirror, x, _require_grad(weights))
     mirror, x, ws = state
     with substitute(model, mirror):
@@ -203,7 +216,4 @@ def synflow(model, weights, out, ctx):
             o.zero_()
         else:
             torch.mul(g, w.detach(), out=o)  # w = |θ| >= 0
-            if o.device.type == "cpu" and o.numel() and bool(g.min() >= 0):
-                continue  # the usual case: g >= 0 too, skip a write pass
-            o.abs_()
     return R.detach()

@@ -75,9 +75,12 @@ def _complement(positions: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def select(scores: torch.Tensor, k: int, strategy: str | None = None,
-           generator: torch.Generator | None = None):
+           generator: torch.Generator | None = None, need_removed: bool = True):
     """Split positions 0..m-1 of 1-D ``scores`` into (kept, removed), both ascending,
-    keeping exactly the ``k`` largest with ties broken toward lower positions."""
+    keeping exactly the ``k`` largest with ties broken toward lower positions.
+
+    With ``need_removed=False`` the removed positions may come back as None when they
+    are the larger set (the caller rebuilds its masks from the kept ones instead)."""
     m = scores.numel()
     if not 0 <= k <= m:
         raise ValueError(f"cannot keep {k} of {m} scores")
@@ -99,4 +102,4 @@ def select(scores: torch.Tensor, k: int, strategy: str | None = None,
         removed = smallest(scores, m - k, late_first=True, generator=generator)
         return _complement(removed, m), removed
     kept = smallest(scores.neg(), k, generator=generator)  # keep the k largest, earliest first
-    return kept, _complement(kept, m)
+    return kept, _complement(kept, m) if need_removed else None
