@@ -429,7 +429,8 @@ def _panel_flow_ratio(p, ratios: dict, *, legend=True):
     for name, r in ratios.items():
         r = np.asarray(r, dtype=float)
         n = max(n, len(r))
-        p.add(x=np.arange(1, len(r) + 1), y=np.where(r > 0, r, np.nan), mode="lines+markers",
+        y = [float(v) if np.isfinite(v) and v > 0 else None for v in r]  # inf: a gap
+        p.add(x=np.arange(1, len(r) + 1), y=y, mode="lines+markers",
               name=f"{name} schedule", legendgroup=name, showlegend=legend,
               line=dict(color=SCHEDULE_COLORS.get(name, "#555555"), width=2.5),
               marker=dict(size=9 if len(r) <= 5 else 5 if len(r) < 40 else 3),

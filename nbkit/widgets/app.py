@@ -87,6 +87,7 @@ class App:
                     if frac is not None:
                         self.progress.value = float(frac)
                 self.progress.value = 1.0
+                self.progress.layout.visibility = "hidden"
             else:
                 self._show(result)
         except Exception as e:  # shown to the user; the widget stays alive

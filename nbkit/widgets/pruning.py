@@ -150,6 +150,10 @@ def _critical(grid, failed) -> float | None:
     return max(ok) if ok else None
 
 
+def _finite(x):
+    return x if math.isfinite(x) else None
+
+
 def iter_sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, device=None):
     """Prune ``model`` at initialization with every pruner at every compression of the
     grid, as in Fig. 1 of the SynFlow paper: each point is a fresh copy of the same
@@ -590,7 +594,10 @@ def iterations_view(study: dict, iterations: int, schedule: str) -> dict:
     run = study["runs"][schedule][iterations]
     its = study["iterations"]
     crit = study["critical"] or {}
-    max_ratio = {s: [study["runs"][s][n]["max_ratio"] for n in its] for s in study["runs"]}
+    # A ratio is infinite once a layer has no flow left (it collapsed). The figure gets
+    # a gap there, since widget messages cannot carry inf or NaN.
+    max_ratio = {s: [_finite(study["runs"][s][n]["max_ratio"]) for n in its]
+                 for s in study["runs"]}
     peak = run["max_ratio"]
     above = sum(r >= 1 for r in run["ratio"])
     caption = (f"{iterations} {schedule} iteration{'s' if iterations != 1 else ''} to "
