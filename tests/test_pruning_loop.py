@@ -13,7 +13,7 @@ from torch.nn.utils import prune as torch_prune
 import nbkit
 from nbkit import pruning
 from nbkit.models import VGG, init_weights
-from nbkit.pruning.select import select
+from nbkit.pruning.select import LiveSet, select
 
 
 def small(kind, seed=0, **kw):
@@ -105,6 +105,33 @@ def test_selection_strategies_agree_with_deterministic_ties(m, k_frac, levels, n
     key = torch.where(torch.isnan(scores), float("-inf"), scores)
     order = sorted(range(m), key=lambda i: (-key[i].item(), i))
     assert keep_s.tolist() == sorted(order[:k])
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 400), fractions=st.lists(st.floats(0, 1), min_size=1, max_size=6),
+       levels=st.integers(1, 6), special=st.booleans(), seed=st.integers(0, 10**6),
+       big=st.booleans())
+def test_the_cpu_live_set_matches_compact_selection(m, fractions, levels, special, seed, big):
+    """The CPU loop flags removed weights instead of rebuilding its index list; over
+    several iterations it must keep exactly what a fresh selection keeps."""
+    g = torch.Generator().manual_seed(seed)
+    m *= 500 if big else 1
+    ref, live, n = torch.arange(m), LiveSet(torch.arange(m)), m
+    for frac in fractions:
+        k = int(n * frac)
+        scores = torch.randint(0, levels, (m,), generator=g).float()
+        if levels == 6:
+            scores = torch.randn(m, generator=g)
+        if special:
+            scores[torch.rand(m, generator=g) < 0.05] = float("nan")
+            scores[torch.rand(m, generator=g) < 0.05] = float("-inf")
+            scores[torch.rand(m, generator=g) < 0.05] = float("inf")
+        keep, _ = select(scores[ref], k, "sort")
+        ref = ref[keep]
+        live.update(scores[live.idx], k)
+        got = live.idx if live.dead is None else live.idx[~live.dead]
+        assert torch.equal(got, ref)
+        n = k
 
 
 def test_ties_keep_the_earliest_weights():

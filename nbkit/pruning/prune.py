@@ -24,7 +24,7 @@ from . import scores as _scores
 from .batches import collect_batches
 from .functional import _float_dtype, eval_mode, resolve_input_shape
 from .masks import apply_masks, masks, prunable_parameters
-from .select import select
+from .select import LiveSet, select
 
 __all__ = ["prune", "score", "schedule_counts", "SCHEDULES", "SCOPES"]
 
@@ -246,7 +246,7 @@ class _Run:
         self.alive0, self.groups, self.targets = alive0, groups, targets
         self.device, self.input_shape, self.batches = device, input_shape, batches
         self.invert, self.record, self.progress = invert, record, progress
-        sizes = [p.numel() for p in params.values()]
+        sizes = self.sizes = [p.numel() for p in params.values()]
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         self.n_total = sum(sizes)
 
@@ -280,9 +280,9 @@ class _Run:
             (x.to(dtype) if x.is_floating_point() else x, y) for x, y in self.batches],
             input_shape=self.input_shape)
         idx = [alive[o:o + s].nonzero().squeeze(1) + o for o, s in self.groups]
-        gen = torch.Generator(device=self.device).manual_seed(0) if self.device.type == "cpu" \
-            else None
-        check_every = self.device.type == "cpu"
+        cpu = self.device.type == "cpu"
+        live = [LiveSet(i) for i in idx] if cpu else None
+        gen = torch.Generator(device=self.device).manual_seed(0) if cpu else None
         bad = None
         records = []
         steps = range(len(self.targets[0]))
@@ -296,24 +296,34 @@ class _Run:
                     ok = torch.isfinite(objective) & (objective > 0)
                     if dtype == torch.float64:
                         pass  # nothing wider to retry in
-                    elif it == 0 or check_every:
+                    elif it == 0 or cpu:
                         if not bool(ok):
                             return None
                     else:
                         bad = ~ok if bad is None else bad | ~ok
                 removed_total, totals = [], []
-                for g, (alive_idx, targets) in enumerate(zip(idx, self.targets)):
+                for g, targets in enumerate(self.targets):
+                    alive_idx = live[g].idx if cpu else idx[g]
+                    dead = live[g].dead if cpu else None
+                    if dead is not None and self.record:
+                        dead = dead.clone()  # update() flags this iteration's removals
                     s_raw = flat_s.index_select(0, alive_idx)
                     if self.scorer.abs_scores:
                         s_raw.abs_()
-                    keep, gone = select(s_raw.neg() if self.invert else s_raw, targets[it],
-                                        generator=gen, need_removed=self.record)
-                    idx[g] = alive_idx.index_select(0, keep)
+                    s = s_raw.neg() if self.invert else s_raw
+                    if cpu:
+                        gone, keep = live[g].update(s, targets[it], gen,
+                                                    scratch=not self.record or self.invert)
+                    else:
+                        keep, gone = select(s, targets[it], need_removed=self.record)
+                        idx[g] = alive_idx.index_select(0, keep)
+                    if gone is None and self.record:
+                        gone = _others(keep, alive_idx.numel(), dead)
                     with torch.no_grad():
                         if gone is None:  # most weights go: rebuild the group's masks
                             o, n = self.groups[g]
                             alive[o:o + n].zero_()
-                            alive.index_fill_(0, idx[g], True)
+                            alive.index_fill_(0, live[g].idx if cpu else idx[g], True)
                             flat_w[o:o + n].mul_(alive[o:o + n])
                         else:
                             removed = alive_idx.index_select(0, gone)
@@ -322,9 +332,10 @@ class _Run:
                     if self.record:
                         removed_total.append(
                             s_raw.index_select(0, gone).sum(dtype=torch.float64))
-                        totals.append(self._layer_totals(alive_idx, s_raw))
+                        live_scores = s_raw if dead is None else s_raw.masked_fill(dead, 0)
+                        totals.append(self._layer_totals(alive_idx, live_scores))
                 if self.record:
-                    records.append(self._record(idx, removed_total, totals, objective))
+                    records.append(self._record(alive, removed_total, totals, objective))
         if bad is not None and bool(bad):
             return None
         return alive_views, records
@@ -344,16 +355,19 @@ class _Run:
         return torch.zeros(n_layers, dtype=torch.float64, device=self.device).index_add_(
             0, layer, s_raw.to(torch.float64))
 
-    def _record(self, idx, removed_total, totals, objective):
-        n_layers = len(self.offsets)
-        if len(self.groups) > 1:
-            counts = torch.tensor([i.numel() for i in idx], device=self.device)
-        else:
-            layer = torch.bucketize(idx[0], self._boundaries(), right=True)
-            counts = torch.bincount(layer, minlength=n_layers)
+    def _record(self, alive, removed_total, totals, objective):
+        counts = torch.stack([alive[o:o + s].count_nonzero()
+                              for o, s in zip(self.offsets, self.sizes)])
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
         obj = objective.detach().to(torch.float64).reshape(()) if objective is not None else nan
         return (counts, torch.stack(removed_total).sum(), torch.cat(totals), obj)
+
+
+def _others(keep: torch.Tensor, m: int, dead: torch.Tensor | None) -> torch.Tensor:
+    """Positions in 0..m-1 that are neither kept nor already dead."""
+    mask = torch.ones(m, dtype=torch.bool, device=keep.device) if dead is None else ~dead
+    mask.index_fill_(0, keep, False)
+    return mask.nonzero().squeeze(1)
 
 
 def _view(flat: torch.Tensor, shape) -> torch.Tensor:

@@ -103,3 +103,63 @@ def select(scores: torch.Tensor, k: int, strategy: str | None = None,
         return _complement(removed, m), removed
     kept = smallest(scores.neg(), k, generator=generator)  # keep the k largest, earliest first
     return kept, _complement(kept, m) if need_removed else None
+
+
+class LiveSet:
+    """The alive positions of one group, for the CPU loop: a sorted index list that may
+    still hold entries removed since its last compaction (flagged in ``dead``).
+
+    Removing a few percent per iteration then costs no rebuild of the list: removed
+    entries are flagged, ranked last, and dropped once a quarter of the list is dead.
+    The results equal ``select`` on the live entries alone.
+    """
+
+    def __init__(self, idx: torch.Tensor):
+        self.idx = idx
+        self.dead: torch.Tensor | None = None
+        self.n_live = idx.numel()
+
+    def update(self, scores: torch.Tensor, k: int, generator=None, scratch: bool = False):
+        """Keep the ``k`` largest live entries of ``scores`` (aligned with ``idx``).
+
+        Returns ``(gone, kept)``: positions into the list as it was, ascending; one of
+        them is None when the other is the smaller set (``kept`` is returned when most
+        entries go, after which the list is compacted). With ``scratch`` the scores may
+        be overwritten.
+        """
+        r = self.n_live - k
+        if r == 0:
+            return torch.empty(0, dtype=torch.long, device=scores.device), None
+        inf = float("inf")
+        big = None
+        if scores.is_floating_point() and not bool(torch.isfinite(scores.sum())):
+            big = torch.finfo(scores.dtype).max  # NaN or infinite scores: map them
+        if r <= k:  # remove the r smallest live entries (latest first among ties)
+            v = scores
+            if big is not None:
+                v = torch.nan_to_num(scores, nan=-inf, posinf=big, neginf=-inf)
+                scratch = True
+            if self.dead is not None:
+                v = v.masked_fill_(self.dead, inf) if scratch else v.masked_fill(self.dead, inf)
+            gone = smallest(v, r, late_first=True, generator=generator)
+            if self.dead is None:
+                self.dead = torch.zeros(self.idx.numel(), dtype=torch.bool, device=v.device)
+            self.dead.index_fill_(0, gone, True)
+            self.n_live = k
+            if 4 * (self.idx.numel() - k) > self.idx.numel():
+                self._compact((~self.dead).nonzero().squeeze(1))
+            return gone, None
+        v = scores.neg()  # keep the k largest live entries (earliest first among ties)
+        if big is not None:
+            v = torch.nan_to_num(v, nan=inf, posinf=inf, neginf=-big)
+        if self.dead is not None:
+            v.masked_fill_(self.dead, inf)
+        kept = smallest(v, k, generator=generator) if k else torch.empty(
+            0, dtype=torch.long, device=v.device)
+        self.n_live = k
+        self._compact(kept)
+        return None, kept
+
+    def _compact(self, positions: torch.Tensor) -> None:
+        self.idx = self.idx.index_select(0, positions)
+        self.dead = None
