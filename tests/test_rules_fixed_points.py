@@ -117,3 +117,20 @@ def test_samples_option_estimates_on_part_of_the_batch():
         out = m(inp)
         out.backward(torch.zeros_like(out))
     torch.testing.assert_close(a.feedback.grad, b.feedback.grad)
+
+
+def test_information_alignment_fixed_point_of_a_conv_on_patches():
+    """For a conv, a sample is one output position: x its input patch, y = W x its output
+    channels, and B → E[x yᵀ](E[y yᵀ] + I)⁻¹ over all (example, position) pairs."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False).to(D)
+    layer = rules.convert(layer, "information_alignment", alpha=0.2, beta=0.1, gamma=0.1,
+                          samples=None)
+    x = torch.randn(16, 2, 7, 7, dtype=D)
+    fb = _train_b(layer, x, steps=1500, lr=0.3)
+    patches = torch.nn.functional.unfold(x, 3, padding=1, stride=2)  # (n, 18, positions)
+    patches = patches.transpose(1, 2).reshape(-1, 18)
+    y = patches @ layer.weight.reshape(3, 18).t()
+    exy, eyy = patches.t() @ y / len(y), y.t() @ y / len(y)
+    b_star = exy @ torch.linalg.inv(eyy + torch.eye(3, dtype=D))
+    torch.testing.assert_close(fb.reshape(3, 18).t(), b_star, atol=1e-7, rtol=1e-6)

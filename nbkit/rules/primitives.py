@@ -4,20 +4,21 @@ they are computed with.
 Storage convention: a layer's ``feedback`` tensor has the shape of its ``weight``. The
 backward matrix B of the science (same shape as Wᵀ) is its transpose; for a conv, B is
 the transposed convolution with the ``feedback`` kernel. Writing F = Bᵀ, the primitives'
-gradients with respect to F are (E: mean over samples, a sample being one example of a
-Linear or one output position of one example of a conv; y = W x; x and W constants)::
+gradients with respect to F are (E: mean over samples; x and W constants; y = W x)::
 
     decay   R = ‖B‖²           dR/dF =  2 F
     amp     R = −E⟨B y, x⟩      dR/dF = −E[y xᵀ]           (Hebbian)
     sparse  R = E‖Bᵀ x‖²        dR/dF =  2 E[(F x) xᵀ]
-    null    R = E‖B y‖²         dR/dF =  2 E[y (Fᵀ y)ᵀ]
+    null    R = E‖B y‖²         dR/dF =  2 E[y yᵀ] F
     self    R = −tr(B W)        dR/dF = −W
 
-Every data term has the form E[g xᵀ], which is the weight gradient of the layer with
-``g`` in place of δy (:meth:`Ops.wgrad`). Terms that share an input are summed before
-the one weight-gradient call they need: a rule with amp and sparse computes
-``wgrad(x, fwd(x, 2·sparse·F − amp·W))``, one forward and one weight-gradient call, and
-null with amp computes ``wgrad(2·null·Fᵀy − amp·x, y)``.
+A sample is one example of a Linear layer; for a conv it is one output position of one
+example, with x the input patch that position sees and y = W x its output channels (the
+conv read as a matrix on patches, which is how B has Wᵀ's shape). Terms of the form
+E[g xᵀ] are the layer's weight gradient with ``g`` in place of δy (:meth:`wgrad`), so
+amp and sparse share one forward and one weight-gradient call:
+``wgrad(x, fwd(x, 2·sparse·F − amp·W))``. null needs only the small channel Gram
+matrix E[y yᵀ].
 """
 
 from __future__ import annotations
@@ -46,10 +47,6 @@ class LinearOps:
         return x @ kernel.t()
 
     @staticmethod
-    def dgrad(g, kernel, like):
-        return g @ kernel
-
-    @staticmethod
     def wgrad(x, g, like):
         return g.t() @ x
 
@@ -64,6 +61,11 @@ class LinearOps:
     @staticmethod
     def samples(y):
         return y.shape[0]
+
+    @staticmethod
+    def gram_times(y, fb):
+        """Σ over samples of y yᵀ, times F."""
+        return (y.t() @ y) @ fb
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,6 @@ class ConvOps:
             g, x, kernel, bias_sizes, list(self.stride), list(self.padding),
             list(self.dilation), False, [0, 0], 1, list(mask))
 
-    def dgrad(self, g, kernel, like):
-        """The transposed convolution of ``g`` with ``kernel``, shaped like ``like``."""
-        return self._call(g, like, kernel, (True, False, False))[0]
-
     def wgrad(self, x, g, like):
         """Σ over samples of g xᵀ: the weight gradient for inputs ``x`` and output grads
         ``g`` (``like`` gives the kernel shape)."""
@@ -105,6 +103,12 @@ class ConvOps:
     @staticmethod
     def samples(y):
         return y.shape[0] * y.shape[2] * y.shape[3]
+
+    @staticmethod
+    def gram_times(y, fb):
+        """Σ over samples (examples and positions) of y yᵀ (channels), times F."""
+        yc = y.transpose(0, 1).reshape(y.shape[1], -1)
+        return ((yc @ yc.t()) @ fb.reshape(fb.shape[0], -1)).reshape(fb.shape)
 
 
 @dataclass(frozen=True)
@@ -175,27 +179,25 @@ def _data_terms(plan: Plan, x, weight, fb):
         src = torch.randn((n, *x.shape[1:]), device=x.device, dtype=x.dtype)
     else:
         src = x[:n]
-    total = None
-    if plan.null:
+    parts = []
+    if plan.null:  # needs y itself, for its Gram matrix
         y = ops.fwd(src, weight)
-        u = ops.dgrad(y, fb, src)
-        inp = (2.0 * plan.null) * u
-        if plan.amp:
-            inp = inp - plan.amp * src
-        total = ops.wgrad(inp, y, weight)
-        m = ops.samples(y)
+        h = (-plan.amp) * y if plan.amp else None
         if plan.sparse:
-            total = total + ops.wgrad(src, ops.fwd(src, (2.0 * plan.sparse) * fb), weight)
-    else:
-        kernel = None
-        if plan.amp:
-            kernel = (-plan.amp) * weight
+            k = ops.fwd(src, (2.0 * plan.sparse) * fb)
+            h = k if h is None else h + k
+    else:  # amp and sparse in one convolution: (2·sparse·F − amp·W) x
+        kernel = (-plan.amp) * weight if plan.amp else None
         if plan.sparse:
             k = (2.0 * plan.sparse) * fb
             kernel = k if kernel is None else kernel + k
-        h = ops.fwd(src, kernel)
-        m = ops.samples(h)
-        total = ops.wgrad(src, h, weight)
+        h = y = ops.fwd(src, kernel)
+    m = ops.samples(y)
+    if h is not None:
+        parts.append(ops.wgrad(src, h, weight))
+    if plan.null:
+        parts.append((2.0 * plan.null) * ops.gram_times(y, fb))
+    total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
     return total * (1.0 / max(m, 1))
 
 
