@@ -39,6 +39,9 @@ def _check_pair(x, y, where: str):
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    last = list(model.modules())[-1]
+    if isinstance(last, nn.Linear):  # the usual classifier head: no forward needed
+        return last.out_features
     with torch.no_grad(), eval_mode(model):
         out = model(x[:1])
     if not torch.is_tensor(out) or out.dim() != 2:

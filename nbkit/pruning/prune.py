@@ -259,10 +259,11 @@ class _Run:
 
     def _buffers(self, dtype):
         """Flat buffers of weights, scores and alive flags, and per-parameter views of
-        them. Conv kernels are laid out channels-last (out, kh, kw, in), which makes the
-        batch-1 convolutions of SynFlow faster on a CPU; positions (and so tie-breaking)
-        follow that layout. Batched scorers run on contiguous copies."""
+        them. For SynFlow, conv kernels are laid out channels-last (out, kh, kw, in),
+        which makes its batch-1 convolutions faster on a CPU; positions (and so
+        tie-breaking among equal scores) follow that layout."""
         dev, n = self.device, self.n_total
+        view = _channels_last_view if self.scorer.absolute else _plain_view
         flat_w = torch.empty(n, dtype=dtype, device=dev)
         flat_s = torch.empty(n, dtype=dtype, device=dev)
         alive = torch.ones(n, dtype=torch.bool, device=dev)
@@ -270,14 +271,14 @@ class _Run:
         with torch.no_grad():
             for (name, p), o, a0 in zip(self.params.items(), self.offsets, self.alive0):
                 sl = slice(o, o + p.numel())
-                w, a = _view(flat_w[sl], p.shape), _view(alive[sl], p.shape)
+                w, a = view(flat_w[sl], p.shape), view(alive[sl], p.shape)
                 w.copy_(p.detach())
                 if a0 is not None:
                     a.copy_(a0.view(p.shape))
                     w.mul_(a)
                 if self.scorer.absolute:
                     w.abs_()
-                weights[name], outs[name] = w, _view(flat_s[sl], p.shape)
+                weights[name], outs[name] = w, view(flat_s[sl], p.shape)
                 alive_views[name] = a
         return flat_w, flat_s, alive, weights, outs, alive_views
 
@@ -377,7 +378,11 @@ def _others(keep: torch.Tensor, m: int, dead: torch.Tensor | None) -> torch.Tens
     return mask.nonzero().squeeze(1)
 
 
-def _view(flat: torch.Tensor, shape) -> torch.Tensor:
+def _plain_view(flat: torch.Tensor, shape) -> torch.Tensor:
+    return flat.view(shape)
+
+
+def _channels_last_view(flat: torch.Tensor, shape) -> torch.Tensor:
     """``flat`` seen as a tensor of ``shape``; 4-D in channels-last memory order."""
     if len(shape) == 4:
         o, i, h, w = shape
