@@ -11,7 +11,8 @@ pre-hook); every dict here is keyed by the parameter names of the unpruned model
 Modules: :mod:`.masks` (storage, prunable parameters), :mod:`.scores` (the scorer
 registry), :mod:`.select` (exact top-k), :mod:`.prune` (the loop), :mod:`.metrics`
 (densities, collapse, connectivity, critical compression), :mod:`.functional`
-(substituted passes, SynFlow's objective, input shapes).
+(substituted passes, SynFlow's objective, input shapes), :mod:`.batches` (pruning
+data for SNIP and GraSP).
 """
 
 from .functional import (
