@@ -29,9 +29,10 @@ fills its ``.grad`` in the backward pass, so any optimizer updates W and B toget
 
 Cost: every conv's backward is one fused convolution-backward call with B as the weight,
 as cheap as backprop's. FA, SS, SA and KP add no convolution (SA's and KP's B gradients
-are closed form or reuse δW). Per conv, AA adds one forward convolution and one
-weight-gradient call, WM the same on white noise, IA one more transposed convolution; all
-on at most ``samples`` (default 64) examples of the batch. Angles cost nothing until asked.
+are closed form or reuse δW). Per conv, AA and IA add one forward convolution and one
+weight-gradient call (IA also a channels-by-channels Gram matrix), WM the same on white
+noise; all on at most ``samples`` (default 64) examples of the batch. Angles cost nothing
+until asked.
 """
 
 from .angles import alignment_angles, angle, gradient_angles, norm_ratios, weight_layers
