@@ -107,8 +107,9 @@ class ConvOps:
     @staticmethod
     def gram_times(y, fb):
         """Σ over samples (examples and positions) of y yᵀ (channels), times F."""
-        yc = y.transpose(0, 1).reshape(y.shape[1], -1)
-        return ((yc @ yc.t()) @ fb.reshape(fb.shape[0], -1)).reshape(fb.shape)
+        yf = y.flatten(2)  # (n, channels, positions), a view of y
+        gram = torch.bmm(yf, yf.transpose(1, 2)).sum(0)
+        return (gram @ fb.reshape(fb.shape[0], -1)).reshape(fb.shape)
 
 
 @dataclass(frozen=True)
@@ -180,12 +181,13 @@ def _data_terms(plan: Plan, x, weight, fb):
     else:
         src = x[:n]
     parts = []
-    if plan.null:  # needs y itself, for its Gram matrix
+    if plan.null:  # needs y itself, for its Gram matrix; scale the small results, not y
         y = ops.fwd(src, weight)
-        h = (-plan.amp) * y if plan.amp else None
+        if plan.amp:
+            parts.append((-plan.amp) * ops.wgrad(src, y, weight))
         if plan.sparse:
-            k = ops.fwd(src, (2.0 * plan.sparse) * fb)
-            h = k if h is None else h + k
+            parts.append(ops.wgrad(src, ops.fwd(src, (2.0 * plan.sparse) * fb), weight))
+        h = None
     else:  # amp and sparse in one convolution: (2·sparse·F − amp·W) x
         kernel = (-plan.amp) * weight if plan.amp else None
         if plan.sparse:
@@ -197,7 +199,9 @@ def _data_terms(plan: Plan, x, weight, fb):
         parts.append(ops.wgrad(src, h, weight))
     if plan.null:
         parts.append((2.0 * plan.null) * ops.gram_times(y, fb))
-    total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
     return total * (1.0 / max(m, 1))
 
 
