@@ -34,3 +34,11 @@ def mini():
     import nbkit
 
     return nbkit.data.load("cifar10-mini")
+
+
+# CI runs property tests on a fixed example sequence, so a red run can be replayed exactly.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")

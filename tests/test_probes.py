@@ -61,7 +61,9 @@ def _check_laws(model, objective, data):
     assert len(flows) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()) - 1
     for f in flows:
         inc, out, scale = f["incoming"], f["outgoing"], f["scale"]
-        assert scale.max() > 0
+        # On the |θ| network every unit carries flow. Under a loss a narrow layer can be
+        # all dead on the batch, where incoming = outgoing = 0 holds trivially.
+        assert scale.max() > 0 or objective == "loss"
         if objective == "synflow":
             assert (inc > 0).all()
             np.testing.assert_allclose(inc, out, rtol=RTOL, atol=0)
