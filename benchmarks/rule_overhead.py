@@ -91,8 +91,8 @@ def main(argv=None):
                    help="input sizes in px (default 32 224; 32 with --quick)")
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet20"])
     p.add_argument("--rules", nargs="+", default=rules.names())
-    p.add_argument("--steps", type=int, default=None, help="timed rounds (default 20; 3 quick)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 5; 1)")
+    p.add_argument("--steps", type=int, default=None, help="timed rounds (default 20; 10 quick)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 5; 2 quick)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None,
                    help="autocast dtype (default bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--samples", type=int, default=None,
@@ -107,8 +107,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     args.batch = args.batch or (8 if args.quick else 256)
-    args.steps = args.steps or (3 if args.quick else 20)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)
+    args.steps = args.steps or (10 if args.quick else 20)
+    args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     sizes = args.size or ([32] if args.quick else [32, 224])
     if args.dtype is None:
         args.dtype = "bf16" if dev.type == "cuda" else "fp32"

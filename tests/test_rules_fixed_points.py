@@ -134,3 +134,17 @@ def test_information_alignment_fixed_point_of_a_conv_on_patches():
     exy, eyy = patches.t() @ y / len(y), y.t() @ y / len(y)
     b_star = exy @ torch.linalg.inv(eyy + torch.eye(3, dtype=D))
     torch.testing.assert_close(fb.reshape(3, 18).t(), b_star, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 40])
+def test_null_term_is_the_same_in_either_multiplication_order(n):
+    """E[y yᵀ] F is computed as Y (Yᵀ F) when there are fewer samples than channels."""
+    from nbkit.rules.primitives import ConvOps, LinearOps
+
+    torch.manual_seed(0)
+    y, fb = torch.randn(n, 6, 2, 2, dtype=D), torch.randn(6, 3, 3, 3, dtype=D)
+    yc = y.transpose(0, 1).reshape(6, -1)
+    expected = (yc @ yc.t() @ fb.reshape(6, -1)).reshape(fb.shape)
+    torch.testing.assert_close(ConvOps((1, 1), (0, 0), (1, 1)).gram_times(y, fb), expected)
+    y2, fb2 = torch.randn(n, 6, dtype=D), torch.randn(6, 4, dtype=D)
+    torch.testing.assert_close(LinearOps.gram_times(y2, fb2), y2.t() @ y2 @ fb2)

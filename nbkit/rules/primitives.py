@@ -65,6 +65,8 @@ class LinearOps:
     @staticmethod
     def gram_times(y, fb):
         """Σ over samples of y yᵀ, times F."""
+        if y.shape[0] < y.shape[1]:
+            return y.t() @ (y @ fb)
         return (y.t() @ y) @ fb
 
 
@@ -107,9 +109,14 @@ class ConvOps:
     @staticmethod
     def gram_times(y, fb):
         """Σ over samples (examples and positions) of y yᵀ (channels), times F."""
+        c, f2 = y.shape[1], fb.reshape(fb.shape[0], -1)
+        rows = y.numel() // c
+        if rows < c:  # fewer samples than channels: Y (Yᵀ F) is the cheaper order
+            yc = y.transpose(0, 1).reshape(c, rows)
+            return (yc @ (yc.t() @ f2)).reshape(fb.shape)
         yf = y.flatten(2)  # (n, channels, positions), a view of y
         gram = torch.bmm(yf, yf.transpose(1, 2)).sum(0)
-        return (gram @ fb.reshape(fb.shape[0], -1)).reshape(fb.shape)
+        return (gram @ f2).reshape(fb.shape)
 
 
 @dataclass(frozen=True)
