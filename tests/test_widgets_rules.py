@@ -231,3 +231,21 @@ def test_two_routes_app_shows_errors_and_recovers(grid):
     assert "σ = 0" in app.figure.layout.annotations[0].text  # the last good figure stays
     app.controls["sigma"].value = 0.0
     assert app.error is None and app.messages == ""
+
+
+def test_full_mode_settings_train_resnet20_on_full_cifar10(full_cifar_dir, monkeypatch):
+    """Notebook 05's full mode (resnet20 on all of CIFAR-10) runs end to end; only the
+    number of steps and the evaluation sizes are cut for a CPU."""
+    monkeypatch.setenv("NBKIT_DATA", str(full_cifar_dir))
+    settings = {**WR.SETTINGS["full"], "steps": 4, "every": 2, "batch_size": 32,
+                "eval_samples": 200, "angle_batch": 32}
+    assert settings["model"] == "resnet20" and settings["data"] == "cifar10"
+    *_, result = WR.compare_rules(["feedback_alignment"], **settings)
+    (run,) = result["runs"]
+    assert run["steps"] == [0, 2, 4]
+    # resnet20: a stem conv, 18 convs in the blocks, and the classifier (shortcuts are
+    # parameter-free in the CIFAR ResNets), each with a weight and a δ angle per log.
+    assert len(run["alignment"]) >= 20 and set(run["gradient"]) == set(run["alignment"])
+    assert all(len(v) == 3 and all(math.isfinite(a) for a in v)
+               for v in run["alignment"].values())
+    assert all(math.isfinite(x) for x in run["train_loss"][1:])
