@@ -1,10 +1,10 @@
-"""Apps of the pruning notebooks: layer collapse (``01_layer_collapse``) and iterative
-SynFlow (``03_synflow_iterations``).
+"""The apps of notebook 01 (``01_layer_collapse``): Fig. 1 of the SynFlow paper live, and
+disconnection beside collapse.
 
-The science is in :mod:`nbkit.pruning` and :mod:`nbkit.probes`; this module runs it over
-a grid once (a *sweep*, cached per model and settings), so that moving a slider only
-looks a number up and redraws (well under 0.3 s), and hands the numbers to
-:mod:`nbkit.viz.pruning`.
+The science is in :mod:`nbkit.pruning` and :mod:`nbkit.probes`; :mod:`.sweeps` runs it
+over a grid once per model (cached), so that moving a slider only looks a number up and
+redraws (well under 0.3 s), and :mod:`nbkit.viz.pruning` draws it. This module adds the
+published curves, the full-scale runs from data/results, and the apps.
 
 >>> app = layer_collapse_app(settings=QUICK)   # compression slider, pruner and model
 >>> app.controls["log10_rho"].value = 3.0
@@ -13,228 +13,39 @@ looks a number up and redraws (well under 0.3 s), and hands the numbers to
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import ipywidgets as W
-import numpy as np
-import torch
 
 from .. import data as _data
 from .. import device as _device
-from .. import models, probes, pruning, seed
 from ..viz import pruning as viz
 from ..viz.style import label_for, new_figure
 from .app import App
+from .sweeps import (
+    FULL,
+    FULL_MODELS,
+    PRUNERS,
+    QUICK,
+    QUICK_MODELS,
+    Settings,
+    build_model,
+    clear_cache,
+    describe_model,
+    iter_sweep,
+    log10_rho_grid,
+    sweep,
+    sweep_steps,
+)
 
-__all__ = ["PRUNERS", "ITERATIONS", "Settings", "QUICK", "FULL", "QUICK_MODELS",
-           "FULL_MODELS", "build_model", "describe_model", "log10_rho_grid", "sweep",
-           "iter_sweep", "published_fig1", "full_results", "collapse_view", "connectivity_view",
-           "iteration_study", "iterations_view", "layer_collapse_app", "connectivity_app",
-           "synflow_iterations_app", "clear_cache"]
+__all__ = ["PRUNERS", "Settings", "QUICK", "FULL", "QUICK_MODELS", "FULL_MODELS",
+           "build_model", "describe_model", "log10_rho_grid", "sweep", "iter_sweep",
+           "published_fig1", "full_results", "collapse_view", "connectivity_view",
+           "layer_collapse_app", "connectivity_app", "clear_cache"]
 
-PRUNERS = ("random", "magnitude", "snip", "grasp", "synflow")
-ITERATIONS = (1, 2, 5, 10, 20, 50, 100)
 DATA_DIR = _data.DATA_DIR
-# Fig. 7 of the SynFlow paper (VGG-19 at ImageNet init, ρ = 10³): the largest flow ratio
-# of a run against its number of iterations.
-PUBLISHED_MAX_RATIO = {"exponential": {1: 15.35, 70: 0.96, 100: 0.67}, "linear": {100: 14.4}}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How the notebooks prune.
-
-    Args:
-        name: "quick" or "full", shown in the figures.
-        synflow_iterations: SynFlow's iterations per pruning (the paper: 100).
-        prune_samples: pruning samples of SNIP and GraSP (the paper: 10 × classes).
-        step: grid step in log10 ρ (the paper: 0.25).
-        max_log10_rho: the largest compression of the grid (capped at the model's ρ_max).
-        critical_step: grid step of the critical-compression search of notebook 03.
-        seed: seeds the model's initialisation and the random pruner.
-        data: the dataset SNIP and GraSP draw their pruning samples from.
-        cpu_threads: torch threads while sweeping on the CPU (None: leave as is). The
-            quick models are small enough that one thread is fastest: on a busy 2-core
-            machine, synchronising two threads per tiny op made sweeps 10-30x slower.
-    """
-
-    name: str = "quick"
-    synflow_iterations: int = 20
-    prune_samples: int = 100
-    step: float = 0.25
-    max_log10_rho: float = 6.0
-    critical_step: float = 0.25
-    seed: int = 0
-    data: str = "cifar10-mini"
-    cpu_threads: int | None = None
-
-    def text(self) -> str:
-        return (f"{self.name} mode: SynFlow {self.synflow_iterations} iterations, "
-                f"SNIP/GraSP on {self.prune_samples} {self.data} samples, "
-                f"log10 ρ step {self.step:g}")
-
-
-QUICK = Settings("quick", synflow_iterations=20, cpu_threads=1)
-FULL = Settings("full", synflow_iterations=100)
-QUICK_MODELS = ("vgg16_bn/8", "vgg11_bn/8", "resnet20", "vgg16_bn")
-FULL_MODELS = ("vgg16_bn", "vgg19_bn", "vgg11_bn", "resnet20")
-
-
-# --------------------------------------------------------------------------- models
-
-def build_model(name: str, num_classes: int = 10, device=None):
-    """An nbkit model by name, or ``"<vgg>/<k>"``: that VGG with every width divided by k
-    (same depth and layer plan, k² times fewer weights), e.g. ``"vgg16_bn/8"``."""
-    if "/" not in name:
-        return models.build(name, num_classes=num_classes, device=device)
-    base, _, k = name.partition("/")
-    plan_name = base.removesuffix("_bn")
-    if plan_name not in models.VGG_PLANS or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"unknown model {name!r}: use an nbkit model name or "
-                         "'<vgg name>/<width divisor>' such as 'vgg16_bn/8'")
-    plan = [c if c == "M" else max(1, c // int(k)) for c in models.VGG_PLANS[plan_name]]
-    model = models.init_weights(models.VGG(plan, num_classes, 3, base.endswith("_bn")))
-    model.input_shape, model.arch = (3, 32, 32), base
-    return model.to(_device.get(device)) if device is not None else model
-
-
-def describe_model(name: str) -> str:
-    """``"vgg16_bn/8"`` -> ``"vgg16_bn at 1/8 width"``."""
-    base, _, k = name.partition("/")
-    return f"{base} at 1/{k} width" if k else base
-
-
-def log10_rho_grid(sizes, step: float = 0.25, top: float = 6.0) -> list[float]:
-    """0, step, ... up to ``top`` or the model's maximal compression log10(N/L) (one weight
-    per layer left), whichever is lower."""
-    hi = min(top, math.log10(sum(sizes) / len(sizes)))
-    return [round(i * step, 6) for i in range(int(math.floor(hi / step + 1e-9)) + 1)]
-
-
-# --------------------------------------------------------------------------- sweeps
-
-@contextmanager
-def _threads(settings: Settings, device):
-    """Run with ``settings.cpu_threads`` torch threads on the CPU, then restore."""
-    n = settings.cpu_threads
-    if n is None or device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-_SWEEPS: dict = {}
-_STUDIES: dict = {}
-
-
-def clear_cache() -> None:
-    """Forget every cached sweep and iteration study."""
-    _SWEEPS.clear()
-    _STUDIES.clear()
-
-
-def _critical(grid, failed) -> float | None:
-    ok = [x for x, bad in zip(grid, failed) if not bad]
-    return max(ok) if ok else None
-
-
-def _finite(x):
-    return x if math.isfinite(x) else None
-
-
-def iter_sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, device=None):
-    """Prune ``model`` at initialization with every pruner at every compression of the
-    grid, as in Fig. 1 of the SynFlow paper: each point is a fresh copy of the same
-    initialised network pruned once, globally (SynFlow with
-    ``settings.synflow_iterations`` exponential iterations, the others in one shot).
-
-    Yields ``(fraction done, sweep so far)`` after each pruner. The sweep is a dict:
-    ``model``, ``layers``, ``sizes``, ``log10_rho`` (the grid), ``rho_max_log10``
-    (log10 N/L), ``settings`` and, per pruner in ``pruners``, ``density``
-    (``[point][layer]`` kept fractions), ``effective`` (effective density),
-    ``collapsed``, ``disconnected``, ``critical`` (largest log10 ρ with no empty layer),
-    ``connected`` (largest log10 ρ still connected) and ``seconds``.
-    """
-    unknown = [p for p in pruners if p not in pruning.methods()]
-    if unknown:
-        raise ValueError(f"unknown pruner(s) {unknown}; choose from {pruning.methods()}")
-    dev = _device.get(device)
-    with _threads(settings, dev):
-        seed(settings.seed)
-        dense = build_model(model, device=dev)
-        params = pruning.prunable_parameters(dense)
-        layers, sizes = list(params), [p.numel() for p in params.values()]
-        dense_eff = pruning.effective_density(dense)
-    grid = log10_rho_grid(sizes, settings.step, settings.max_log10_rho)
-    out = {"model": model, "layers": layers, "sizes": sizes, "log10_rho": grid,
-           "rho_max_log10": math.log10(sum(sizes) / len(sizes)), "settings": asdict(settings),
-           "device": str(dev), "pruners": {}}
-    batches = None
-    for i, method in enumerate(pruners):
-        t0 = time.perf_counter()
-        if method in ("snip", "grasp") and batches is None:
-            batches = _data.load(settings.data).pruning_batches(
-                settings.prune_samples, device=dev, seed=settings.seed)
-        its = settings.synflow_iterations if method == "synflow" else 1
-        rows, eff, stopped = [[1.0] * len(layers)], [dense_eff], [None]
-        with _threads(settings, dev):
-            for x in grid[1:]:
-                net = copy.deepcopy(dense)
-                seed(settings.seed)
-                if method == "synflow":
-                    stopped.append(_synflow(net, 10.0 ** -x, its, "exponential", dev))
-                else:
-                    pruning.prune(net, method, 10.0 ** -x, iterations=its, data=batches,
-                                  device=dev)
-                    stopped.append(None)
-                if stopped[-1] is None:
-                    density = pruning.layer_density(net)
-                    rows.append([density[n] for n in layers])
-                    eff.append(pruning.effective_density(net))
-                else:  # the run could not reach this compression: no densities to show
-                    rows.append([math.nan] * len(layers))
-                    eff.append(0.0)
-        collapsed = [k is not None or min(r) == 0 for r, k in zip(rows, stopped)]
-        disconnected = [e == 0 for e in eff]
-        out["pruners"][method] = {
-            "density": rows, "effective": eff, "collapsed": collapsed, "stopped": stopped,
-            "disconnected": disconnected, "critical": _critical(grid, collapsed),
-            "connected": _critical(grid, disconnected), "iterations": its,
-            "seconds": time.perf_counter() - t0}
-        yield (i + 1) / len(pruners), out
-
-
-def _key(model, settings, pruners, device):
-    return (model, settings, tuple(pruners), str(_device.get(device)))
-
-
-def sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, device=None,
-          progress: bool = False) -> dict:
-    """The whole sweep of :func:`iter_sweep`, computed once per (model, settings,
-    pruners, device) and cached."""
-    key = _key(model, settings, pruners, device)
-    if key not in _SWEEPS:
-        steps = iter_sweep(model, settings, pruners=pruners, device=device)
-        if progress:
-            from tqdm.auto import tqdm
-            steps = tqdm(steps, total=len(pruners), desc=f"sweep {model}")
-        last = None
-        for _, partial in steps:
-            last = partial
-        _SWEEPS[key] = last
-    return _SWEEPS[key]
 
 
 # ------------------------------------------------------------ published and full runs
@@ -387,17 +198,6 @@ def _pending_figure(result):
                       "layer density", height=300)
 
 
-def _sweep_steps(model, settings, pruners, device):
-    """Generator: progress placeholders while a sweep runs, then nothing (it is cached)."""
-    key = _key(model, settings, pruners, device)
-    if key in _SWEEPS:
-        return
-    last = None
-    for frac, partial in iter_sweep(model, settings, pruners=pruners, device=device):
-        last = partial
-        if frac < 1:
-            yield _pending(model, frac)
-    _SWEEPS[key] = last
 
 
 def _default_model(models_, settings):
@@ -430,8 +230,10 @@ def layer_collapse_app(settings: Settings = QUICK, *, models=None, pruners=PRUNE
     results = full_results() if results is None else results
 
     def compute(log10_rho, pruner, model):
-        yield from _sweep_steps(model, settings, pruners, device)
-        s = _SWEEPS[_key(model, settings, pruners, device)]
+        for frac in sweep_steps(model, settings, pruners=pruners, device=device):
+            if frac < 1:
+                yield _pending(model, frac)
+        s = sweep(model, settings, pruners=pruners, device=device)
         yield {**collapse_view(s, pruner, log10_rho, results=results), "progress": 1.0}
 
     def build(result):
@@ -455,8 +257,10 @@ def connectivity_app(settings: Settings = QUICK, *, models=None, pruners=PRUNERS
     results = full_results() if results is None else results
 
     def compute(log10_rho, model):
-        yield from _sweep_steps(model, settings, pruners, device)
-        s = _SWEEPS[_key(model, settings, pruners, device)]
+        for frac in sweep_steps(model, settings, pruners=pruners, device=device):
+            if frac < 1:
+                yield _pending(model, frac)
+        s = sweep(model, settings, pruners=pruners, device=device)
         yield {**connectivity_view(s, log10_rho, results=results), "progress": 1.0}
 
     def build(result):
@@ -467,178 +271,3 @@ def connectivity_app(settings: Settings = QUICK, *, models=None, pruners=PRUNERS
     controls = {"log10_rho": _rho_slider(log10_rho),
                 "model": _model_dropdown(models_, _default_model(models_, settings), device)}
     return App(controls, compute, build, describe=lambda r: r.get("caption", ""))
-
-
-# ------------------------------------------------------------ iterative SynFlow (03)
-
-def iteration_study(model: str, settings: Settings = QUICK, *, log10_rho: float = 3.0,
-                    iterations=ITERATIONS, schedules=("exponential", "linear"),
-                    critical: bool = True, device=None, progress: bool = False) -> dict:
-    """SynFlow on ``model`` at compression 10^log10_rho with every number of
-    ``iterations`` and every schedule (cached).
-
-    Returns ``{"model", "layers", "sizes", "log10_rho", "iterations", "rho_max_log10",
-    "runs": {schedule: {n: run}}, "critical": {schedule: [log10 ρ per n]}}``, where a run
-    holds, per iteration, ``layer_density`` ([iteration][layer]), ``density`` and the
-    synaptic-flow ``ratio`` (:func:`nbkit.probes.flow_ratio`), plus ``max_ratio`` and
-    ``collapsed``. ``critical`` (when asked) is
-    :func:`nbkit.pruning.critical_compression` on a grid of ``settings.critical_step``.
-    """
-    iterations = tuple(int(n) for n in iterations)
-    key = (model, settings, float(log10_rho), iterations, tuple(schedules), critical,
-           str(_device.get(device)))
-    if key in _STUDIES:
-        return _STUDIES[key]
-    dev = _device.get(device)
-    seed(settings.seed)
-    dense = build_model(model, device=dev)
-    params = pruning.prunable_parameters(dense)
-    layers, sizes = list(params), [p.numel() for p in params.values()]
-    rho_max = math.log10(sum(sizes) / len(sizes))
-    if not 0 < log10_rho <= rho_max:
-        raise ValueError(f"log10_rho must be in (0, {rho_max:.2f}] for {model} (ρ_max = N/L);"
-                         f" got {log10_rho}")
-    with _threads(settings, dev):
-        runs, crit = _iteration_runs(dense, layers, log10_rho, iterations, schedules,
-                                     critical, settings, dev, progress, model)
-    out = {"model": model, "layers": layers, "sizes": sizes, "log10_rho": float(log10_rho),
-           "iterations": list(iterations), "rho_max_log10": rho_max, "runs": runs,
-           "critical": crit if critical else None, "settings": asdict(settings)}
-    _STUDIES[key] = out
-    return out
-
-
-def _iteration_runs(dense, layers, log10_rho, iterations, schedules, critical, settings, dev,
-                    progress, model):
-    jobs = [(s, n) for s in schedules for n in iterations]
-    steps = jobs
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(jobs, desc=f"SynFlow runs on {model}")
-    runs = {s: {} for s in schedules}
-    crit = {s: [] for s in schedules}
-    for s, n in steps:
-        net, history = copy.deepcopy(dense), []
-        stopped = _synflow(net, 10.0 ** -log10_rho, n, s, dev, history)
-        ratio = probes.flow_ratio(history) if history else np.zeros(0)
-        runs[s][n] = {"layer_density": [[h["layer_density"][k] for k in layers]
-                                        for h in history],
-                      "density": [h["density"] for h in history], "ratio": ratio.tolist(),
-                      "max_ratio": float(np.max(ratio)) if ratio.size else float("nan"),
-                      "collapsed": stopped is not None or pruning.collapsed(net),
-                      "stopped": stopped}
-        if critical:
-            crit[s].append(_critical_synflow(dense, n, s, settings.critical_step, dev,
-                                             lo=crit[s][-1] if crit[s] else None))
-    return runs, crit
-
-
-def _synflow(net, density, n, schedule, dev, history=None) -> int | None:
-    """Prune ``net`` with ``n`` SynFlow iterations. Returns None, or the iteration at which
-    the run had to stop because the network no longer connected input to output (R = 0,
-    so SynFlow has no score left to rank); ``history`` then holds the iterations before."""
-    try:
-        pruning.prune(net, "synflow", density, iterations=n, schedule=schedule, device=dev,
-                      history=history)
-        return None
-    except AssertionError:  # R = 0 in float32 and float64: disconnected mid-run
-        pass
-    if history is not None:
-        history.clear()
-    n_total = sum(p.numel() for p in pruning.prunable_parameters(net).values())
-    alive = n_total - sum(int((~m).sum()) for m in pruning.masks(net).values())
-    for k, count in enumerate(pruning.schedule_counts(alive, n_total, density, n, schedule)):
-        step = []
-        try:
-            pruning.prune(net, "synflow", count / n_total, device=dev, history=step)
-        except AssertionError:
-            return k + 1
-        if history is not None:
-            history.extend({**h, "iteration": k + 1} for h in step)
-    return None
-
-
-def _critical_synflow(dense, n, schedule, step, dev, lo=None):
-    """Largest log10 ρ on the grid 0, step, ..., log10(N/L) at which SynFlow with ``n``
-    iterations leaves no layer empty (a run whose network disconnects before its last
-    iteration fails too). More iterations collapse no sooner, so the bisection starts at
-    ``lo`` (the critical compression of fewer iterations) when given and still holds."""
-    sizes = [p.numel() for p in pruning.prunable_parameters(dense).values()]
-    grid = log10_rho_grid(sizes, step)
-
-    def fails(x):
-        net = copy.deepcopy(dense)
-        return (_synflow(net, 10.0 ** -x, n, schedule, dev) is not None
-                or pruning.collapsed(net))
-
-    if not fails(grid[-1]):
-        return grid[-1]
-    good, bad = 0, len(grid) - 1
-    if lo in grid[1:-1] and not fails(lo):
-        good = grid.index(lo)
-    while bad - good > 1:
-        mid = (good + bad) // 2
-        good, bad = (good, mid) if fails(grid[mid]) else (mid, bad)
-    return grid[good] if good or not fails(grid[0]) else None
-
-
-def iterations_view(study: dict, iterations: int, schedule: str) -> dict:
-    """Keyword arguments of :func:`nbkit.viz.pruning.synflow_iterations_figure` for one
-    run of ``study``, plus a caption."""
-    if schedule not in study["runs"]:
-        raise ValueError(f"schedule {schedule!r} is not in this study; choose from "
-                         f"{list(study['runs'])}")
-    if iterations not in study["runs"][schedule]:
-        raise ValueError(f"{iterations} iterations were not run; choose from "
-                         f"{study['iterations']}")
-    run = study["runs"][schedule][iterations]
-    its = study["iterations"]
-    crit = study["critical"] or {}
-    # A ratio is infinite once a layer has no flow left (it collapsed). The figure gets
-    # a gap there, since widget messages cannot carry inf or NaN.
-    max_ratio = {s: [_finite(study["runs"][s][n]["max_ratio"]) for n in its]
-                 for s in study["runs"]}
-    peak = run["max_ratio"]
-    above = sum(r >= 1 for r in run["ratio"])
-    caption = (f"{iterations} {schedule} iteration{'s' if iterations != 1 else ''} to "
-               f"ρ = 10^{study['log10_rho']:g}: largest flow ratio {peak:.3g} ("
-               + ("stays below 1: no iteration removes a whole layer's flow"
-                  if peak < 1 else "above 1: an iteration can remove more than the weakest "
-                  "layer's total flow") + ")"
-               + (f"; above 1 in {above} of {len(run['ratio'])} iterations"
-                  if peak >= 1 and len(run["ratio"]) > 1 else "")
-               + f"; {'a layer collapsed' if run['collapsed'] else 'no layer collapsed'}.")
-    if crit:
-        c = crit[schedule][its.index(iterations)]
-        caption += (" Critical compression with this schedule: "
-                    + ("none." if c is None else f"10^{c:g}."))
-    figure = dict(layers=study["layers"], sizes=study["sizes"],
-                  layer_density=run["layer_density"], overall=run["density"],
-                  ratio=run["ratio"], schedule=schedule, n=iterations,
-                  log10_rho=study["log10_rho"], iterations=its, max_ratio=max_ratio,
-                  critical={s: v for s, v in crit.items()}, rho_max_log10=study["rho_max_log10"],
-                  published_max={s: PUBLISHED_MAX_RATIO[s] for s in study["runs"]
-                                 if s in PUBLISHED_MAX_RATIO},
-                  model=describe_model(study["model"]),
-                  note=f"{study['settings']['name']} mode")
-    return {"figure": figure, "caption": caption}
-
-
-def synflow_iterations_app(study: dict, *, iterations: int = 100,
-                           schedule: str = "exponential") -> App:
-    """An iterations slider and a schedule toggle over the runs of ``study`` (from
-    :func:`iteration_study`), drawn by :func:`nbkit.viz.pruning.synflow_iterations_figure`."""
-    its = study["iterations"]
-    if iterations not in its:
-        iterations = its[-1]
-    controls = {"iterations": W.SelectionSlider(options=its, value=iterations,
-                                                description="iterations",
-                                                continuous_update=False),
-                "schedule": W.ToggleButtons(options=list(study["runs"]), value=schedule,
-                                            description="schedule")}
-
-    def compute(iterations, schedule):
-        return iterations_view(study, iterations, schedule)
-
-    return App(controls, compute, lambda r: viz.synflow_iterations_figure(**r["figure"]),
-               describe=lambda r: r["caption"])
