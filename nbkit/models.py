@@ -198,8 +198,11 @@ class ConvNet(nn.Module):
 # -------------------------------------------------------------------------- registry
 
 def _vgg(plan, batchnorm):
-    def make(num_classes, input_shape):
-        return VGG(VGG_PLANS[plan], num_classes, input_shape[0], batchnorm)
+    def make(num_classes, input_shape, width_divisor=1):
+        if int(width_divisor) != width_divisor or width_divisor < 1:
+            raise ValueError(f"width_divisor must be a whole number >= 1, got {width_divisor}")
+        narrow = [c if c == "M" else max(1, c // int(width_divisor)) for c in VGG_PLANS[plan]]
+        return VGG(narrow, num_classes, input_shape[0], batchnorm)
     return make
 
 
@@ -222,6 +225,10 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mlp": lambda num_classes, input_shape, **kw: MLP(input_shape, num_classes, **kw),
     "conv": lambda num_classes, input_shape, **kw: ConvNet(input_shape, num_classes, **kw),
 }
+
+
+# Options of the registered families beyond the small nets (which take many).
+_OPTIONS = {"vgg": {"width_divisor"}}
 
 
 def names() -> list[str]:
@@ -253,14 +260,18 @@ def build(name: str, num_classes: int = 10, input_shape=(3, 32, 32), device=None
         input_shape: (channels, height, width) of one input; recorded as
             ``model.input_shape``.
         device: where to put the model (default: CPU; see :func:`nbkit.device.get`).
-        **kwargs: architecture options of the small nets: ``depth``, ``width``,
-            ``bias``, ``batchnorm``, ``activation`` and (conv only) ``pool``.
+        **kwargs: architecture options. The small nets take ``depth``, ``width``,
+            ``bias``, ``batchnorm``, ``activation`` and (conv only) ``pool``. The VGGs
+            take ``width_divisor=k``: every layer k times narrower (same depth and plan,
+            about k² times fewer weights), e.g. ``build("vgg16_bn", width_divisor=8)``.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(names())}")
-    if kwargs and name not in ("mlp", "conv"):
-        raise ValueError(f"model {name!r} takes no options, got {sorted(kwargs)}; "
-                         "only 'mlp' and 'conv' take depth/width/bias/... options")
+    allowed = _OPTIONS.get(name.removesuffix("_bn").rstrip("0123456789"), set())
+    if name not in ("mlp", "conv") and not set(kwargs) <= allowed:
+        takes = f"only {sorted(allowed)}" if allowed else "no options"
+        raise ValueError(f"model {name!r} takes {takes}, got {sorted(kwargs)}; 'mlp' and "
+                         "'conv' take depth/width/bias/... options")
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")

@@ -49,6 +49,16 @@ def test_vgg_counts_match_the_plan(plan):
             VGG_PLANS[plan], 10)
 
 
+@pytest.mark.parametrize("k", [2, 8])
+def test_narrow_vgg_divides_every_width(k):
+    narrow = [c if c == "M" else c // k for c in VGG_PLANS["vgg16"]]
+    model = build("vgg16_bn", width_divisor=k)
+    assert count_weights(model) == _vgg_weights(narrow, 10)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="whole number"):
+        build("vgg16_bn", width_divisor=0.5)
+
+
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 def test_resnet_counts_match_the_architecture(depth):
     assert count_weights(build(f"resnet{depth}")) == _resnet_weights(depth, 16, 10)
@@ -108,8 +118,10 @@ def test_unknown_model_lists_valid_names():
 
 
 def test_bad_model_options():
-    with pytest.raises(ValueError, match="takes no options"):
+    with pytest.raises(ValueError, match="takes only \\['width_divisor'\\]"):
         build("vgg16", depth=3)
+    with pytest.raises(ValueError, match="takes no options"):
+        build("resnet20", width_divisor=2)
     with pytest.raises(ValueError, match="input_shape"):
         build("mlp", input_shape=(32, 32))
     with pytest.raises(ValueError, match="activation"):

@@ -72,17 +72,13 @@ FULL_MODELS = ("vgg16_bn", "vgg19_bn", "vgg11_bn", "resnet20")
 def build_model(name: str, num_classes: int = 10, device=None):
     """An nbkit model by name, or ``"<vgg>/<k>"``: that VGG with every width divided by k
     (same depth and layer plan, k² times fewer weights), e.g. ``"vgg16_bn/8"``."""
-    if "/" not in name:
-        return models.build(name, num_classes=num_classes, device=device)
     base, _, k = name.partition("/")
-    plan_name = base.removesuffix("_bn")
-    if plan_name not in models.VGG_PLANS or not k.isdigit() or int(k) < 1:
+    if not k:
+        return models.build(name, num_classes=num_classes, device=device)
+    if not base.startswith("vgg") or not k.isdigit() or int(k) < 1:
         raise ValueError(f"unknown model {name!r}: use an nbkit model name or "
                          "'<vgg name>/<width divisor>' such as 'vgg16_bn/8'")
-    plan = [c if c == "M" else max(1, c // int(k)) for c in models.VGG_PLANS[plan_name]]
-    model = models.init_weights(models.VGG(plan, num_classes, 3, base.endswith("_bn")))
-    model.input_shape, model.arch = (3, 32, 32), base
-    return model.to(_device.get(device)) if device is not None else model
+    return models.build(base, num_classes=num_classes, device=device, width_divisor=int(k))
 
 
 def describe_model(name: str) -> str:
