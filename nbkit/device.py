@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
-__all__ = ["get"]
+__all__ = ["get", "cpu_threads"]
 
 
 def get(device=None) -> torch.device:
@@ -29,3 +31,20 @@ def get(device=None) -> torch.device:
     elif dev.type not in ("cpu", "mps"):
         raise ValueError(f"unsupported device {device!r}; use 'cpu' or 'cuda'")
     return dev
+
+
+@contextmanager
+def cpu_threads(n: int | None, device=None):
+    """Run the block with ``n`` torch threads when ``device`` is the CPU, then restore the
+    previous setting (``n`` None or 0: leave it as it is). Small nets are bound by
+    per-op overhead, and extra threads only add synchronisation, most of all on a busy
+    machine, so the quick paths of the notebooks use one."""
+    if not n or get(device).type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

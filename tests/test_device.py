@@ -37,3 +37,15 @@ def test_mode_reads_the_environment(monkeypatch):
     monkeypatch.setenv("NBKIT_MODE", "fast")
     with pytest.raises(ValueError, match="quick"):
         nbkit.mode()
+
+
+def test_cpu_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with nbkit.device.cpu_threads(1, "cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), nbkit.device.cpu_threads(1, "cpu"):
+        raise RuntimeError("the setting is restored after an error too")
+    assert torch.get_num_threads() == before
+    with nbkit.device.cpu_threads(None, "cpu"):
+        assert torch.get_num_threads() == before

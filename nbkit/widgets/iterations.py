@@ -29,7 +29,6 @@ from .sweeps import (
     describe_model,
     log10_rho_grid,
     prune_synflow,
-    sweep_threads,
 )
 
 __all__ = ["ITERATIONS", "PUBLISHED_MAX_RATIO", "QUICK", "FULL", "iteration_study",
@@ -79,7 +78,7 @@ def iteration_study(model: str, settings: Settings = QUICK, *, log10_rho: float 
     if not 0 < log10_rho <= rho_max:
         raise ValueError(f"log10_rho must be in (0, {rho_max:.2f}] for {model} (ρ_max = N/L);"
                          f" got {log10_rho}")
-    with sweep_threads(settings, dev):
+    with _device.cpu_threads(settings.cpu_threads, dev):
         runs, crit = _iteration_runs(dense, layers, log10_rho, iterations, schedules,
                                      critical, settings, dev, progress, model)
     out = {"model": model, "layers": layers, "sizes": sizes, "log10_rho": float(log10_rho),

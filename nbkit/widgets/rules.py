@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from .. import data as _data
 from .. import models, rules, train
 from .. import seed as _seed
+from ..device import cpu_threads
 from ..device import get as get_device
 from ..viz import rules as V
 from ..viz.style import label_for
@@ -79,19 +79,6 @@ def clear_cache() -> None:
     _grid.cache_clear()
 
 
-@contextmanager
-def _threads(dev: torch.device, n: int | None):
-    """Run with ``n`` CPU threads (then restore): tiny nets are overhead-bound, and more
-    threads only add synchronisation, most of all on a busy machine."""
-    old = torch.get_num_threads()
-    if dev.type == "cpu" and n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _key(settings: dict) -> str:
     return json.dumps(settings, sort_keys=True, default=str)
 
@@ -137,7 +124,7 @@ def train_rule(rule: str, *, model="conv", model_kwargs=None, data="cifar10-mini
     if steps < 1 or every < 1:
         raise ValueError(f"steps and every must be >= 1, got steps={steps}, every={every}")
     dev = get_device(device)
-    with _threads(dev, threads):
+    with cpu_threads(threads, dev):
         yield from _train_rule(rule, model, model_kwargs, data, steps, batch_size, lr, momentum,
                                weight_decay, augment, every, angle_batch, eval_samples, preset,
                                sigma, seed, dev)
@@ -333,7 +320,7 @@ def _grid(key: str, device: str, progress: bool) -> dict:
     points = [(r, d, sg) for d in s["depths"] for sg in s["sigmas"] for r in s["rules"]]
     acc = {r: [[math.nan] * len(s["sigmas"]) for _ in s["depths"]] for r in s["rules"]}
     ang = {r: [[math.nan] * len(s["sigmas"]) for _ in s["depths"]] for r in s["rules"]}
-    with _threads(dev, s.get("threads")):
+    with cpu_threads(s.get("threads"), dev):
         for r, d, sg in tqdm(points, desc="depth × noise grid", disable=not progress,
                              leave=False):
             i, j = s["depths"].index(d), s["sigmas"].index(sg)

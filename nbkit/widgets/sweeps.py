@@ -11,10 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-
-import torch
 
 from .. import data as _data
 from .. import device as _device
@@ -22,7 +19,7 @@ from .. import models, pruning, seed
 
 __all__ = ["PRUNERS", "Settings", "QUICK", "FULL", "QUICK_MODELS", "FULL_MODELS",
            "build_model", "describe_model", "log10_rho_grid", "iter_sweep", "sweep",
-           "sweep_steps", "sweep_threads", "prune_synflow", "clear_cache"]
+           "sweep_steps", "prune_synflow", "clear_cache"]
 
 PRUNERS = ("random", "magnitude", "snip", "grasp", "synflow")
 
@@ -96,21 +93,6 @@ def log10_rho_grid(sizes, step: float = 0.25, top: float = 6.0) -> list[float]:
 
 # --------------------------------------------------------------------------- sweeps
 
-@contextmanager
-def sweep_threads(settings: Settings, device):
-    """Run with ``settings.cpu_threads`` torch threads on the CPU, then restore."""
-    n = settings.cpu_threads
-    if n is None or device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 _SWEEPS: dict = {}
 
 
@@ -141,7 +123,7 @@ def iter_sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, devic
     if unknown:
         raise ValueError(f"unknown pruner(s) {unknown}; choose from {pruning.methods()}")
     dev = _device.get(device)
-    with sweep_threads(settings, dev):
+    with _device.cpu_threads(settings.cpu_threads, dev):
         seed(settings.seed)
         dense = build_model(model, device=dev)
         params = pruning.prunable_parameters(dense)
@@ -159,7 +141,7 @@ def iter_sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, devic
                 settings.prune_samples, device=dev, seed=settings.seed)
         its = settings.synflow_iterations if method == "synflow" else 1
         rows, eff, stopped = [[1.0] * len(layers)], [dense_eff], [None]
-        with sweep_threads(settings, dev):
+        with _device.cpu_threads(settings.cpu_threads, dev):
             for x in grid[1:]:
                 net = copy.deepcopy(dense)
                 seed(settings.seed)
