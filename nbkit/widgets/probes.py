@@ -209,7 +209,7 @@ def conservation_app(*, objective: str = "synflow", arch: str = "conv", bias: bo
         "residual": W.Checkbox(value=residual, description="residual block", indent=False),
         "batchnorm": W.ToggleButtons(options=[("no BatchNorm", "none"), ("BN eval", "eval"),
                                               ("BN train", "train")], value=batchnorm,
-                                     style={"button_width": "95px"}),
+                                     style={"button_width": "115px"}),
     }
     return App(controls, conservation, _build_conservation, describe=_describe_report)
 
