@@ -55,6 +55,19 @@ def test_magnitude_empties_the_largest_layer_first(app):
     assert "Magnitude at 10^3" in app.caption.value
 
 
+def test_runs_table_marks_magnitude_collapsed_and_synflow_alive(app):
+    table = wt.runs_table(app.result["runs"], "collapse").splitlines()
+    header = table[0].split()
+    row = dict(zip(header[2:], table[2].split()[2:]))      # 10^3: rho, kept, pruners
+    assert table[2].startswith("10^3") and table[2].split()[1] == f"{round(1e-3 * 49568):,}"
+    assert row["Magnitude"] == "collapsed" and row["SynFlow"] == "ok"
+    top1 = wt.runs_table(app.result["runs"], "top1").splitlines()
+    assert top1[0].startswith("dense: top-1") and top1[3].split()[0] == "10^3"
+    assert dict(zip(top1[1].split()[1:], top1[3].split()[1:]))["Magnitude"] == "10.0%"
+    with pytest.raises(ValueError, match="show must be"):
+        wt.runs_table(app.result["runs"], "accuracy")
+
+
 def test_choosing_pruners_and_compressions_redraws(app):
     app.controls["pruners"].value = ("synflow", "magnitude")
     app.controls["log10_rhos"].value = (1.0, 2.0, 3.0)

@@ -43,6 +43,10 @@ class App:
         self.width = width
         self._box = None
         self.controls = dict(controls)
+        for control in self.controls.values():  # show labels such as "compare with" in full
+            style = getattr(control, "style", None)
+            if hasattr(style, "description_width") and not style.description_width:
+                style.description_width = "initial"
         self.compute, self.build, self.describe = compute, build, describe
         self.figure = go.FigureWidget()
         self.output = W.Output(layout=W.Layout(min_height="0px"))

@@ -29,7 +29,7 @@ from ..viz.style import label_for
 from .app import App
 
 __all__ = ["PRUNERS", "QUICK", "FULL", "config_for", "describe_config", "train_pruned",
-           "sweep", "shuffle_check", "training_app", "shuffle_app", "load_published",
+           "sweep", "runs_table", "shuffle_check", "training_app", "shuffle_app", "load_published",
            "published_curves", "load_full_results", "full_scale", "full_scale_app",
            "REFERENCE_FILE", "RESULTS_DIR", "clear_cache"]
 
@@ -191,6 +191,38 @@ def sweep(pruners=PRUNERS, log10_rhos=None, *, shuffle: bool = False,
         if not cached or i == len(jobs) - 1:   # a run from the cache needs no redraw
             yield {"runs": list(runs), "progress": (i + 1) / len(jobs), "config": cfg,
                    "todo": len(jobs) - i - 1}
+
+
+def runs_table(runs, show: str = "top1") -> str:
+    """The runs of :func:`sweep` as a small text table, one row per compression and one
+    column per pruner (unshuffled runs only). ``show="top1"``: test accuracy (%), with
+    the dense run above the table; ``show="collapse"``: whether a layer was emptied,
+    beside the number of weights every pruner kept at that compression."""
+    if show not in ("top1", "collapse"):
+        raise ValueError(f"show must be 'top1' or 'collapse', got {show!r}")
+    pruned = [r for r in runs if r["method"] != "dense" and not r["shuffle"]]
+    methods = [m for m in PRUNERS if any(r["method"] == m for r in pruned)]
+    cells = {(r["log10_rho"], r["method"]): r for r in pruned}
+    head = "".join(f"{label_for(m):>11}" for m in methods)
+    lines = []
+    if show == "top1":
+        lines += [f"dense: top-1 {r['top1']:.1f}%" for r in runs if r["method"] == "dense"]
+        lines.append(f"{'rho':<8}" + head)
+    else:
+        lines.append(f"{'rho':<8}{'kept':>8}" + head)
+    for x in sorted({r["log10_rho"] for r in pruned}):
+        row = [cells.get((x, m)) for m in methods]
+        if show == "top1":
+            vals = ["" if r is None else f"{r['top1']:.1f}%" for r in row]
+            lines.append(f"10^{x:<5g}" + "".join(f"{v:>11}" for v in vals))
+        else:
+            kept = {r["kept"] for r in row if r is not None}
+            vals = ["" if r is None else "collapsed" if r["collapsed"] else "ok" for r in row]
+            lines.append(f"10^{x:<5g}{', '.join(f'{k:,}' for k in sorted(kept)):>8}"
+                         + "".join(f"{v:>11}" for v in vals))
+    if show == "collapse" and pruned:
+        lines.append(f"(kept weights of {pruned[0]['total']:,}; collapsed: a layer kept none)")
+    return "\n".join(lines)
 
 
 def _curves(runs) -> tuple[list[dict], float | None, float | None]:
