@@ -336,7 +336,7 @@ def _nearest(values, x) -> int:
 
 
 def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
-                      height: int = 520, width: int = 1250) -> go.Figure:
+                      height: int = 600, width: int = 1000) -> go.Figure:
     """Local rules against weight estimation. Left: test accuracy against depth at noise
     ``sigma``; middle: test accuracy against noise at ``depth``; right: the final weight
     angle (W vs Bᵀ, mean over layers) of each rule at (``depth``, ``sigma``). Local rules
@@ -396,5 +396,8 @@ def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
     fig.update_yaxes(autorange="reversed", row=1, col=3)
     fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1, range=[0, top])
     fig.update_yaxes(title_text="test accuracy (%)", row=1, col=2, range=[0, top])
-    fig.update_layout(legend=dict(groupclick="toggleitem"))
+    # The legend sits under the panels, so that the figure fits a 1000 px notebook cell.
+    fig.update_layout(legend=dict(groupclick="toggleitem", orientation="h", x=0, xanchor="left",
+                                  y=-0.2, yanchor="top"),
+                      margin=dict(b=150, r=40))
     return fig
