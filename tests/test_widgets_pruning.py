@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from nbkit.viz import pruning as viz
 from nbkit.widgets import pruning as wp
 
 S = wp.Settings("test", synflow_iterations=5, prune_samples=20, step=0.5, critical_step=0.5,
@@ -149,9 +150,30 @@ def test_full_runs_from_data_results_are_drawn_with_provenance(tmp_path):
     (tmp_path / "layer_collapse.json").write_text(json.dumps(doc))
     (tmp_path / "layer_collapse.broken.json").write_text("{not json")
     results = wp.full_results(tmp_path)
-    assert len(results) == 1 and "NVIDIA H100" in results[0]["label"]
+    assert len(results) == 1 and results[0]["label"] == "nbkit full run (2026-11-25)"
+    assert "NVIDIA H100" in results[0]["hover"]
     view = wp.collapse_view(s, "magnitude", 1.0, results=results)
     assert view["figure"]["reference"]["density"] == [[1.0] * 14, [0.5] * 14]
+    figure = viz.layer_collapse_figure(**view["figure"])
+    dotted = [t for t in figure.data if t.name == results[0]["label"]]
+    assert len(dotted) == 14 and "NVIDIA H100" in dotted[0].hovertemplate
     conn = wp.connectivity_view(s, 1.0, results=results)
     assert conn["figure"]["reference"] == {"magnitude": 2.75}
     assert wp.full_results(tmp_path / "missing") == []
+
+
+def test_the_shipped_full_run_matches_the_paper_for_magnitude_and_synflow():
+    """data/results/layer_collapse.json: Fig. 1's grid on the full-width VGG-16-BN with 3
+    seeds. Magnitude and SynFlow reach the paper's critical compressions (within one grid
+    step), and SynFlow stays connected up to the largest compression."""
+    (run,) = [r for r in wp.full_results() if r["file"] == "layer_collapse.json"]
+    s = run["summary"]
+    assert run["provenance"]["runs"] == 375 and run["provenance"]["runs_missing"] == 0
+    assert abs(s["critical"]["magnitude"] - 2.75) <= 0.25
+    assert abs(s["critical"]["synflow"] - 6.0) <= 0.25
+    assert s["critical_disconnected"]["synflow"] == 6.0
+    assert all(s["critical"][m] < 4.5 for m in ("random", "magnitude", "snip", "grasp"))
+    table = wp.full_results_table(run).splitlines()
+    assert table[0].startswith("layer_collapse.json: vgg16_bn, 375 prunings on ")
+    synflow = next(line for line in table if line.startswith("synflow")).split()
+    assert synflow[1:5] == ["6.00", "6", "6", "6"] and synflow[-1] == "6.00"

@@ -191,8 +191,9 @@ def _panel_curves(p, log10_rho, layers, sizes, density, *, current=None, publish
                   name=ref["label"], legendgroup=ref["label"], showlegend=j == 0,
                   line=dict(color=colors[j], width=1.3, dash=dash), opacity=0.85,
                   customdata=rd[:, j],
-                  hovertemplate=(f"<b>{ref['label']}</b><br>layer {j + 1}<br>log10 ρ = "
-                                 "%{x:.2f}<br>density = %{customdata:.3g}<extra></extra>"))
+                  hovertemplate=(f"<b>{ref.get('hover', ref['label'])}</b><br>layer {j + 1}"
+                                 "<br>log10 ρ = %{x:.2f}<br>density = %{customdata:.3g}"
+                                 "<extra></extra>"))
     if current is not None:
         p.vline(current)
     top = max([max(log10_rho)] + [max(r["log10_rho"]) for r in (published, reference) if r])

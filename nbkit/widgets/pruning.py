@@ -42,8 +42,8 @@ from .sweeps import (
 
 __all__ = ["PRUNERS", "Settings", "QUICK", "FULL", "QUICK_MODELS", "FULL_MODELS",
            "build_model", "describe_model", "log10_rho_grid", "sweep", "iter_sweep",
-           "published_fig1", "full_results", "collapse_view", "connectivity_view",
-           "layer_collapse_app", "connectivity_app", "clear_cache"]
+           "published_fig1", "full_results", "full_results_table", "collapse_view",
+           "connectivity_view", "layer_collapse_app", "connectivity_app", "clear_cache"]
 
 DATA_DIR = _data.DATA_DIR
 
@@ -70,8 +70,9 @@ def _published_label(model: str) -> str:
 
 def full_results(folder=None, pattern: str = "layer_collapse*.json") -> list[dict]:
     """Collected ``layer_collapse`` runs found in data/results (from ``python -m
-    nbkit.experiments``), each ``{"label", "model", "summary", "provenance", "file"}``;
-    an empty list when there are none."""
+    nbkit.experiments``), each ``{"label", "hover", "model", "summary", "provenance",
+    "file"}`` (a short legend label, and the provenance for hover text); an empty list
+    when there are none."""
     folder = Path(folder) if folder else DATA_DIR / "results"
     found = []
     for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
@@ -82,10 +83,43 @@ def full_results(folder=None, pattern: str = "layer_collapse*.json") -> list[dic
             continue
         devices = ", ".join(prov.get("devices", [])) or "unknown device"
         date = str(prov.get("last_date", ""))[:10]
+        seeds = max((len(v) for v in summary.get("critical_per_seed", {}).values()), default=0)
+        commits = ", ".join(c[:7] for c in prov.get("git_commits", []) if c)
         found.append({"model": doc.get("config", {}).get("model", "?"), "summary": summary,
                       "provenance": prov, "file": path.name,
-                      "label": f"full run ({doc.get('variant', '?')}, {devices}, {date})"})
+                      "label": f"nbkit full run ({seeds} seeds, {date})" if seeds
+                      else f"nbkit full run ({date})",
+                      "hover": f"{path.name}: {doc.get('variant', '?')} variant, {devices}, "
+                               f"{date}" + (f", git {commits}" if commits else "")})
     return found
+
+
+def full_results_table(result: dict) -> str:
+    """One collected run set of :func:`full_results` as text: where, when and how long it
+    ran, then per pruner the critical compression (median over seeds, and per seed), the
+    largest compression at which the network is still connected, and the paper's value."""
+    summary, prov = result["summary"], result["provenance"]
+    published = published_fig1()["pruners"]
+    devices = ", ".join(prov.get("devices", [])) or "an unknown device"
+    minutes = float(prov.get("total_seconds") or 0) / 60
+    lines = [f"{result['file']}: {result['model']}, {prov.get('runs', '?')} prunings on "
+             f"{devices}, {str(prov.get('last_date', ''))[:10]}, {minutes:.0f} min",
+             f"{'pruner':<10} {'critical log10 rho':>18} {'per seed':>16} "
+             f"{'still connected':>16} {'published':>10}"]
+
+    def show(x):
+        return "none" if x is None else f"{x:.2f}"
+
+    for method in [m for m in PRUNERS if m in summary.get("critical", {})]:
+        seeds = summary.get("critical_per_seed", {}).get(method, {})
+        per_seed = " ".join("none" if v is None else f"{v:g}" for v in seeds.values())
+        pub = published.get(method, {}).get("critical_log10_rho")
+        lines.append(f"{method:<10} {show(summary['critical'][method]):>18} {per_seed:>16} "
+                     f"{show(summary.get('critical_disconnected', {}).get(method)):>16} "
+                     f"{show(pub):>10}")
+    if summary.get("maximal_log10_rho") is not None:
+        lines.append(f"{'rho_max':<10} {summary['maximal_log10_rho']:>18.2f}")
+    return "\n".join(lines)
 
 
 def _reference_curves(model: str, method: str, results) -> dict | None:
@@ -94,7 +128,7 @@ def _reference_curves(model: str, method: str, results) -> dict | None:
             pts = r["summary"]["density"][method]
             keys = sorted(pts, key=float)
             return {"log10_rho": [float(k) for k in keys], "density": [pts[k] for k in keys],
-                    "label": r["label"]}
+                    "label": r["label"], "hover": r.get("hover", r["label"])}
     return None
 
 
