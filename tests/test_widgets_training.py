@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nbkit.viz import style
+from nbkit.widgets import fig6
 from nbkit.widgets import training as wt
 
 TINY = {"model_kwargs": {"depth": 3, "width": 16}, "synflow_iterations": 5,
@@ -148,7 +149,7 @@ def _collected(path, top1):
 
 
 def test_full_scale_app_published_only_then_with_nbkit_results(tmp_path):
-    app = wt.full_scale_app(results_dir=tmp_path)
+    app = fig6.full_scale_app(results_dir=tmp_path)
     assert "No full-scale nbkit results" in app.caption.value
     assert app.figure.layout.title.text == "Full scale: vgg16_bn on CIFAR-10"
     published = [t for t in app.figure.data if t.line.dash == style.PUBLISHED_DASH
@@ -165,7 +166,7 @@ def test_full_scale_app_published_only_then_with_nbkit_results(tmp_path):
 
     top1 = {m: {"1": 90.0, "2": 85.0, "3": 70.0} for m in wt.PRUNERS}
     _collected(tmp_path / "accuracy_vs_compression.json", top1)
-    app = wt.full_scale_app(results_dir=tmp_path)
+    app = fig6.full_scale_app(results_dir=tmp_path)
     ours = [t for t in app.figure.data if t.name and "nbkit, full scale" in t.name]
     assert len(ours) == 5 and ours[0].line.dash == "solid"
     np.testing.assert_allclose(ours[0].x, [10.0, 100.0, 1000.0])
@@ -179,7 +180,7 @@ def test_full_scale_app_published_only_then_with_nbkit_results(tmp_path):
 
 def test_full_scale_app_survives_a_corrupt_results_file(tmp_path):
     (tmp_path / "accuracy_vs_compression.json").write_text("{not json")
-    app = wt.full_scale_app(results_dir=tmp_path)
+    app = fig6.full_scale_app(results_dir=tmp_path)
     assert not app.messages
     assert "could not be read" in app.caption.value
     assert len([t for t in app.figure.data if t.legendgroup]) == 5    # published still drawn
@@ -191,6 +192,6 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="mode must be"):
         wt.config_for("medium")
     with pytest.raises(ValueError, match="no published Fig. 6 numbers"):
-        wt.published_curves("mnist/lenet")
+        fig6.published_curves("mnist/lenet")
     with pytest.raises(FileNotFoundError, match="data/reference"):
-        wt.load_published("/nonexistent/fig6.json")
+        fig6.load_published("/nonexistent/fig6.json")

@@ -1,0 +1,162 @@
+"""Fig. 6 of the SynFlow paper at full scale, for notebook 04: the published accuracy
+curves (mean ± std of 3 seeds) beside nbkit's own full-scale results from
+``data/results/`` when a GPU run has made them (``python -m nbkit.experiments
+accuracy_vs_compression --collect``).
+
+- :func:`full_scale_app`: a dataset/model dropdown and an error-bar toggle over
+  :func:`nbkit.viz.training.accuracy_figure`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import ipywidgets as W
+
+from .. import data as _data
+from ..viz import training as vt
+from .app import App
+from .training import PRUNERS
+
+__all__ = ["load_published", "published_curves", "load_full_results", "full_scale",
+           "full_scale_app", "REFERENCE_FILE", "RESULTS_DIR", "RESULT_FILES"]
+
+REFERENCE_FILE = _data.DATA_DIR / "reference" / "synflow_fig6.json"
+RESULTS_DIR = _data.DATA_DIR / "results"
+# Collected runs of ``python -m nbkit.experiments accuracy_vs_compression``, best first.
+RESULT_FILES = ("accuracy_vs_compression.json", "accuracy_vs_compression.short.json")
+
+
+def load_published(path=None) -> dict:
+    """The published Fig. 6 accuracies (``data/reference/synflow_fig6.json``)."""
+    path = Path(path or REFERENCE_FILE)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; it ships with nbkit in data/reference/ "
+                                "(restore it from the repository)")
+    return json.loads(path.read_text())
+
+
+def published_curves(key: str = "cifar10/vgg16_bn", reference: dict | None = None,
+                     pruners=PRUNERS) -> tuple[list[dict], float]:
+    """The published curves (mean ± std over 3 seeds) and dense accuracy of ``key``
+    ("<dataset>/<model>")."""
+    ref = reference or load_published()
+    if key not in ref["results"]:
+        raise ValueError(f"no published Fig. 6 numbers for {key!r}; choose one of "
+                         f"{sorted(ref['results'])}")
+    entry = ref["results"][key]
+    curves = [{"method": p, "log10_rho": ref["log10_compression"],
+               "top1": entry["pruners"][p]["mean"], "std": entry["pruners"][p]["std"],
+               "kind": "published"} for p in pruners if p in entry["pruners"]]
+    return curves, entry["dense"]
+
+
+def load_full_results(results_dir=None) -> dict | None:
+    """nbkit's own full-scale Fig. 6 results: the first of :data:`RESULT_FILES` found in
+    ``results_dir`` (default ``data/results/``), as ``{"key", "curves", "dense", "path",
+    "caption"}``; None when there is none. A file that cannot be read gives
+    ``{"error": ...}`` instead of raising, so the published curves still show."""
+    folder = Path(results_dir or RESULTS_DIR)
+    for name in RESULT_FILES:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return None
+    try:
+        merged = json.loads(path.read_text())
+        summary, cfg = merged["summary"], merged.get("config", {})
+        top1, std = summary["top1"], summary.get("top1_std", {})
+        curves = []
+        for method in PRUNERS:
+            if method not in top1:
+                continue
+            pts = sorted((float(k), v) for k, v in top1[method].items() if v is not None)
+            curves.append({"method": method, "log10_rho": [p[0] for p in pts],
+                           "top1": [p[1] for p in pts], "kind": "full",
+                           "std": [std.get(method, {}).get(f"{p[0]:g}") or 0.0 for p in pts]})
+        prov = merged.get("provenance", {})
+        dataset = cfg.get("data", "cifar10")
+        dataset = "cifar100" if cfg.get("num_classes") == 100 else dataset
+        epochs = cfg.get("train", {}).get("epochs")
+        caption = (f"nbkit ({merged.get('variant', '?')} variant: {cfg.get('model', '?')}, "
+                   f"{epochs} epochs, {prov.get('runs', '?')} runs on "
+                   f"{', '.join(prov.get('devices', [])) or '?'}, "
+                   f"{str(prov.get('last_date', '?'))[:10]}; CIFAR-10 as JPEG q75)")
+        return {"key": f"{dataset}/{cfg.get('model', '?')}", "curves": curves,
+                "dense": summary.get("dense_top1"), "path": str(path), "caption": caption}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return {"error": f"{path.name} could not be read ({type(e).__name__}: {e}); rerun "
+                         "`python -m nbkit.experiments collect accuracy_vs_compression`",
+                "path": str(path)}
+
+
+def full_scale(key: str = "cifar10/vgg16_bn", error_bars: bool = True,
+               results_dir=None) -> dict:
+    """Published curves of ``key`` plus nbkit's full-scale ones when they exist for it."""
+    curves, dense = published_curves(key)
+    if not error_bars:
+        for c in curves:
+            c.pop("std", None)
+    found = load_full_results(results_dir)
+    denses = {"dense (published)": dense}
+    ours = None
+    if found and "error" not in found and found["key"] == key:
+        ours = found
+        own = [dict(c) for c in found["curves"]]
+        if not error_bars:
+            for c in own:
+                c.pop("std", None)
+        curves = own + curves
+        if found["dense"] is not None:
+            denses["dense (nbkit)"] = found["dense"]
+    chance = 1.0 if key.startswith("cifar100") else 0.5 if key.startswith("tiny") else 10.0
+    return {"key": key, "curves": curves, "dense": denses, "chance": chance, "found": found,
+            "ours": ours}
+
+
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                 "tinyimagenet": "Tiny ImageNet"}
+
+
+def _build_full(result: dict):
+    dataset, model = result["key"].split("/")
+    dataset = DATASET_NAMES.get(dataset, dataset)
+    note = ("dashed: published (SynFlow paper Fig. 6, mean ± std of 3 seeds, 160 epochs, "
+            "original dataset release)")
+    if result["ours"]:
+        note += "<br>solid: " + result["ours"]["caption"]
+    return vt.accuracy_figure(result["curves"], dense=result["dense"], chance=result["chance"],
+                              title=f"Full scale: {model} on {dataset}", note=note,
+                              height=520)
+
+
+def _describe_full(result: dict) -> str:
+    found = result["found"]
+    if found is None:
+        return ("No full-scale nbkit results in data/results/ yet: only the published curves "
+                "are drawn. Make them on a GPU with <code>python -m nbkit.experiments "
+                "accuracy_vs_compression --collect</code> (see data/results/README.md).")
+    if "error" in found:
+        return f"<span style='color:#B00020'>{html.escape(found['error'])}</span>"
+    if result["ours"] is None:
+        return html.escape(f"nbkit's full-scale results ({found['path']}) are for "
+                           f"{found['key']}; choose it to see them beside the paper.")
+    return html.escape(f"Solid: {found['caption']}, from {Path(found['path']).name}. Its "
+                       "JPEG re-encoding of CIFAR-10 costs a little accuracy against the "
+                       "original release the paper used.")
+
+
+def full_scale_app(*, key: str = "cifar10/vgg16_bn", results_dir=None) -> App:
+    """The published Fig. 6 for a chosen dataset and model, with nbkit's full-scale
+    results beside it when ``data/results/`` has them."""
+    keys = sorted(load_published()["results"])
+    controls = {
+        "key": W.Dropdown(options=keys, value=key, description="paper run"),
+        "error_bars": W.Checkbox(value=True, description="error bars (std of 3 seeds)",
+                                 indent=False),
+    }
+    return App(controls, lambda key, error_bars: full_scale(key, error_bars, results_dir),
+               _build_full, describe=_describe_full)
