@@ -273,3 +273,10 @@ def test_bad_pruning_data(data, match):
     model = nbkit.models.build("conv", input_shape=(3, 8, 8), depth=2, width=4)
     with pytest.raises(ValueError, match=match):
         collect_batches(model, data, torch.device("cpu"), torch.float32)
+
+
+def test_only_snip_and_grasp_need_pruning_data():
+    assert [m for m in nbkit.pruning.methods() if nbkit.pruning.needs_data(m)] == ["snip",
+                                                                                  "grasp"]
+    with pytest.raises(ValueError, match="valid methods are"):
+        nbkit.pruning.needs_data("optimal")

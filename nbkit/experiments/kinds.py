@@ -21,10 +21,7 @@ from .. import data as _data
 from .. import models, train
 from .runner import register_kind
 
-__all__ = ["prune_at_init", "train_pruned", "train_rule", "NEEDS_DATA", "dataset"]
-
-# Pruners whose scores need pruning data (the others are data-free).
-NEEDS_DATA = frozenset({"snip", "grasp"})
+__all__ = ["prune_at_init", "train_pruned", "train_rule", "dataset"]
 
 
 @lru_cache(maxsize=4)
@@ -55,7 +52,7 @@ def _prune(model: nn.Module, config: dict, ds: _data.Dataset, device) -> dict:
     sizes = {name: p.numel() for name, p in model.named_parameters()}
     method, density = config["method"], 10.0 ** -float(config["log10_rho"])
     batches = None
-    if method in NEEDS_DATA:
+    if pruning.needs_data(method):
         batches = ds.pruning_batches(int(config["prune_samples"]),
                                      batch_size=int(config["prune_batch_size"]),
                                      device=device, seed=int(config.get("seed", 0)))

@@ -41,11 +41,11 @@ from .metrics import (
     layer_density,
 )
 from .prune import SCHEDULES, SCOPES, prune, schedule_counts, score
-from .scores import SCORERS, ScoreContext, Scorer, register
+from .scores import SCORERS, ScoreContext, Scorer, needs_data, register
 from .scores import names as methods
 
 __all__ = [
-    "prune", "score", "methods", "SCHEDULES", "SCOPES", "schedule_counts",
+    "prune", "score", "methods", "needs_data", "SCHEDULES", "SCOPES", "schedule_counts",
     "masks", "apply_masks", "remove", "load_state_dict", "is_pruned", "prunable_parameters",
     "locate",
     "layer_density", "collapsed", "effective_masks", "effective_density", "disconnected",

@@ -88,6 +88,11 @@ def names() -> list[str]:
     return list(SCORERS)
 
 
+def needs_data(method: str) -> bool:
+    """Whether ``method`` scores with pruning batches (SNIP and GraSP do)."""
+    return get(method).needs_data
+
+
 def get(method: str) -> Scorer:
     """The scorer called ``method`` (case-insensitive); ValueError listing the valid ones."""
     key = method.lower() if isinstance(method, str) else method

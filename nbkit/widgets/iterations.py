@@ -65,11 +65,10 @@ def iteration_study(model: str, settings: Settings = QUICK, *, log10_rho: float 
     :func:`nbkit.pruning.critical_compression` on a grid of ``settings.critical_step``.
     """
     iterations = tuple(int(n) for n in iterations)
-    key = (model, settings, float(log10_rho), iterations, tuple(schedules), critical,
-           str(_device.get(device)))
+    dev = _device.get(device)
+    key = (model, settings, float(log10_rho), iterations, tuple(schedules), critical, str(dev))
     if key in _STUDIES:
         return _STUDIES[key]
-    dev = _device.get(device)
     seed(settings.seed)
     dense = build_model(model, device=dev)
     params = pruning.prunable_parameters(dense)

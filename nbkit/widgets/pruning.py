@@ -21,6 +21,7 @@ import ipywidgets as W
 
 from .. import data as _data
 from .. import device as _device
+from .. import pruning
 from ..viz import pruning as viz
 from ..viz.style import label_for, new_figure
 from .app import App
@@ -185,7 +186,7 @@ def _note(s: dict, method: str | None = None) -> str:
     st = s["settings"]
     if method == "synflow" or method is None:
         extra = f"SynFlow {st['synflow_iterations']} iterations"
-    elif method in ("snip", "grasp"):
+    elif pruning.needs_data(method):
         extra = f"{st['prune_samples']} {st['data']} samples"
     else:
         extra = "one shot"
@@ -234,6 +235,15 @@ def _pending_figure(result):
 
 
 
+def _swept(model, settings, pruners, device):
+    """Generator: a progress placeholder after each pruner while ``model``'s sweep runs
+    (nothing when it is cached); returns the sweep."""
+    for frac in sweep_steps(model, settings, pruners=pruners, device=device):
+        if frac < 1:
+            yield _pending(model, frac)
+    return sweep(model, settings, pruners=pruners, device=device)
+
+
 def _default_model(models_, settings):
     return models_[0] if models_ else (QUICK_MODELS[0] if settings.name == "quick"
                                        else FULL_MODELS[0])
@@ -264,10 +274,7 @@ def layer_collapse_app(settings: Settings = QUICK, *, models=None, pruners=PRUNE
     results = full_results() if results is None else results
 
     def compute(log10_rho, pruner, model):
-        for frac in sweep_steps(model, settings, pruners=pruners, device=device):
-            if frac < 1:
-                yield _pending(model, frac)
-        s = sweep(model, settings, pruners=pruners, device=device)
+        s = yield from _swept(model, settings, pruners, device)
         yield {**collapse_view(s, pruner, log10_rho, results=results), "progress": 1.0}
 
     def build(result):
@@ -291,10 +298,7 @@ def connectivity_app(settings: Settings = QUICK, *, models=None, pruners=PRUNERS
     results = full_results() if results is None else results
 
     def compute(log10_rho, model):
-        for frac in sweep_steps(model, settings, pruners=pruners, device=device):
-            if frac < 1:
-                yield _pending(model, frac)
-        s = sweep(model, settings, pruners=pruners, device=device)
+        s = yield from _swept(model, settings, pruners, device)
         yield {**connectivity_view(s, log10_rho, results=results), "progress": 1.0}
 
     def build(result):

@@ -21,7 +21,7 @@ __all__ = ["PRUNERS", "Settings", "QUICK", "FULL", "QUICK_MODELS", "FULL_MODELS"
            "build_model", "describe_model", "log10_rho_grid", "iter_sweep", "sweep",
            "sweep_steps", "prune_synflow", "clear_cache"]
 
-PRUNERS = ("random", "magnitude", "snip", "grasp", "synflow")
+PRUNERS = tuple(pruning.methods())  # random, magnitude, snip, grasp, synflow
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def iter_sweep(model: str, settings: Settings = QUICK, *, pruners=PRUNERS, devic
     batches = None
     for i, method in enumerate(pruners):
         t0 = time.perf_counter()
-        if method in ("snip", "grasp") and batches is None:
+        if pruning.needs_data(method) and batches is None:
             batches = _data.load(settings.data).pruning_batches(
                 settings.prune_samples, device=dev, seed=settings.seed)
         its = settings.synflow_iterations if method == "synflow" else 1

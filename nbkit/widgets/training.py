@@ -26,13 +26,12 @@ from ..device import get as get_device
 from ..viz import training as vt
 from ..viz.style import label_for
 from .app import App
+from .sweeps import PRUNERS
 
 __all__ = ["PRUNERS", "QUICK", "FULL", "config_for", "describe_config", "train_pruned",
            "sweep", "runs_table", "shuffle_check", "training_app", "shuffle_app",
            "clear_cache"]
 
-PRUNERS = ("random", "magnitude", "snip", "grasp", "synflow")
-NEEDS_DATA = ("snip", "grasp")
 
 # Quick: a 3-layer MLP (its 3072-input first layer holds 96% of the weights, so it is the
 # layer that single-shot pruners empty first) for one epoch of cifar10-mini.
@@ -135,7 +134,7 @@ def train_pruned(method: str, log10_rho: float = 0.0, *, shuffle: bool = False,
                          device=dev, **cfg.get("model_kwargs", {}))
     if method != "dense":
         batches = (ds.pruning_batches(cfg["prune_samples"], device=dev, seed=seed)
-                   if method in NEEDS_DATA else None)
+                   if pruning.needs_data(method) else None)
         pruning.prune(model, method, 10.0 ** -log10_rho, data=batches, shuffle=shuffle,
                       iterations=cfg["synflow_iterations"] if method == "synflow" else 1,
                       device=dev)
