@@ -197,6 +197,49 @@ def test_a_hard_kill_leaves_no_partial_result(tmp_path):
     check_folder(out)
 
 
+def test_shards_split_the_grid_and_share_one_folder_at_the_same_time(tmp_path):
+    """Three processes run shards 0/3, 1/3 and 2/3 of one sweep concurrently into one
+    folder: every run finishes exactly once, and a shard starting up leaves another
+    shard's write in flight alone."""
+    out, log = tmp_path / "res", tmp_path / "log.txt"
+    runs = runner.plan(TOY, "full", out)
+    parts = [runner.plan(TOY, "full", out, shard=(k, 3)) for k in range(3)]
+    ids = [r.run_id for part in parts for r in part]
+    assert sorted(ids) == sorted(r.run_id for r in runs) and len(set(ids)) == len(runs)
+    out.mkdir()
+    in_flight = out / f".{parts[0][0].run_id}.x{store._TMP_SUFFIX}"
+    in_flight.write_text("{")  # shard 0 is writing this one
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from test_experiments import TOY, Toy
+        from nbkit.experiments import runner
+        runner.RUN_KINDS["toy"] = Toy({str(log)!r})
+        runner.sweep(TOY, "full", {str(out)!r}, device="cpu", progress=False,
+                     shard=(int(sys.argv[1]), 3))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(k)], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert in_flight.exists()
+    assert len(store.scan(out)[0]) == len(parts[1]) + len(parts[2])
+    in_flight.unlink()
+    runner.RUN_KINDS["toy"] = Toy(log)
+    try:
+        report = E.sweep(TOY, "full", out, device="cpu", progress=False, shard=(0, 3))
+        rest = E.sweep(TOY, "full", out, device="cpu", progress=False)
+    finally:
+        runner.RUN_KINDS.pop("toy")
+    assert (report.total, report.ran) == (len(parts[0]), len(parts[0]))
+    assert (rest.already_done, rest.ran) == (len(runs), 0)
+    assert set(finished(log).values()) == {1} and len(finished(log)) == len(runs)
+    check_folder(out)
+    for bad in [(3, 3), (-1, 2), (0, 0), "0/2"]:
+        with pytest.raises(ValueError, match="shard"):
+            runner.plan(TOY, "full", out, shard=bad)
+
+
 def test_corrupt_partial_and_foreign_files_are_detected_and_redone(tmp_path, toy):
     out = tmp_path / "res"
     E.sweep(TOY, "full", out, device="cpu", progress=False)
@@ -412,6 +455,10 @@ def test_cli_from_a_shell(tmp_path):
     assert run.returncode == 0, run.stderr
     (record,), _ = store.scan(out)
     assert record["config"]["seed"] == 3 and record["config"]["scope"] == "local"
+    dry = cli("learning_rules", "--quick", "--out", str(out), "--shard", "1/4", "--dry-run")
+    assert dry.returncode == 0 and "learning_rules/quick: 2 runs" in dry.stdout, dry.stderr
+    bad = cli("learning_rules", "--quick", "--shard", "4/4", "--dry-run")
+    assert bad.returncode == 2 and "0 <= K < N" in bad.stderr
 
 
 @pytest.mark.slow

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if any)")
     p.add_argument("--limit", type=int, default=None, help="only the first N runs of the grid")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run every N-th run of the grid starting at run K (0 <= K < N); "
+                        "start N processes with 0/N ... N-1/N to share a sweep, for "
+                        "example several on one GPU, writing to the same results folder")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is often fastest "
                         "for the quick variants on a busy machine")
@@ -73,6 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-runs", action="store_true",
                    help="(collect) also take valid results outside the declared grid")
     return p
+
+
+def _parse_shard(text):
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or shard[1] < 1 or not 0 <= shard[0] < shard[1]:
+        print(f"error: --shard takes K/N with integers N >= 1 and 0 <= K < N (shards count "
+              f"from 0), for example 0/4 ... 3/4; got {text!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return shard
 
 
 def _list() -> int:
@@ -119,15 +138,17 @@ def main(argv=None) -> int:
     variant = args.variant or "full"
     out = args.out or default_out(exp.name, variant)
     overrides = _parse_set(args.overrides)
+    shard = _parse_shard(args.shard)
     if args.dry_run:
-        runs = plan(exp, variant, out, args.seeds, overrides, args.limit)
+        runs = plan(exp, variant, out, args.seeds, overrides, args.limit, shard)
         done = sum(1 for r in runs if store.read_record(r.path, r.config)[0] is not None)
         print(f"{exp.name}/{variant}: {len(runs)} runs, {done} already done, in {out}")
         for r in runs[:5]:
             print("  ", r.run_id)
         return 0
     report = sweep(exp, variant, out, device=args.device, seeds=args.seeds,
-                   overrides=overrides, limit=args.limit, progress=not args.no_progress,
+                   overrides=overrides, limit=args.limit, shard=shard,
+                   progress=not args.no_progress,
                    on_error="continue" if args.keep_going else "raise",
                    time_budget=args.time_budget)
     print(report)

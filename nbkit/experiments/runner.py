@@ -181,14 +181,36 @@ def _label(config: dict, keys) -> str:
     return store.slug("_".join(f"{k}={fmt(config[k])}" for k in keys if k in config)) or "run"
 
 
+def check_shard(shard) -> tuple[int, int] | None:
+    """``shard`` as a valid ``(k, n)`` pair (or None); see :func:`plan`."""
+    if shard is None:
+        return None
+    try:
+        k, n = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be a pair (k, n) of integers, got {shard!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"shard ({k}, {n}) is out of range: n must be >= 1 and "
+                         f"0 <= k < n (shards are numbered from 0)")
+    return k, n
+
+
 def plan(experiment: Experiment, variant: str, out, seeds=None, overrides=None,
-         limit: int | None = None) -> list[Run]:
-    """The runs of one variant, each with its id and result path under ``out``."""
+         limit: int | None = None, shard=None) -> list[Run]:
+    """The runs of one variant, each with its id and result path under ``out``.
+
+    ``shard=(k, n)`` keeps every n-th run of the grid, starting at run k (after
+    ``limit``), so that n processes, on one GPU or several machines, can share one sweep
+    and one results folder: the shards are disjoint and together cover the grid.
+    """
+    shard = check_shard(shard)
     configs = expand(experiment.grid(variant), seeds, overrides)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         configs = configs[:limit]
+    if shard is not None:
+        configs = configs[shard[0]::shard[1]]
     out = Path(out)
     runs = []
     for config in configs:
@@ -212,15 +234,17 @@ def _resolve(experiment) -> Experiment:
 
 
 def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=None,
-          overrides: dict | None = None, limit: int | None = None, progress: bool = True,
-          on_error: str = "raise", time_budget: float | None = None) -> SweepReport:
+          overrides: dict | None = None, limit: int | None = None, shard=None,
+          progress: bool = True, on_error: str = "raise",
+          time_budget: float | None = None) -> SweepReport:
     """Run every run of ``experiment``'s ``variant`` that has no valid result in ``out``.
 
     Args:
         experiment: an :class:`Experiment` or the name of a declared one.
         out: the results folder (default ``data/results/raw/<name>/<variant>``).
         device: passed to the run kind; recorded, with its name, in the provenance.
-        seeds, overrides, limit: see :func:`expand` and :func:`plan`.
+        seeds, overrides, limit, shard: see :func:`expand` and :func:`plan`. Shards of
+            one sweep may run at the same time on the same ``out``.
         on_error: ``"raise"`` stops the sweep at the first failing run (finished runs
             stay); ``"continue"`` records the error in the report and goes on.
         time_budget: seconds; no new run starts when the time spent so far plus the
@@ -235,12 +259,12 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
                          f"registered; known kinds: {sorted(RUN_KINDS)}")
     kind = RUN_KINDS[exp.kind]
     out = Path(out) if out is not None else DEFAULT_OUT / "raw" / exp.name / variant
-    runs = plan(exp, variant, out, seeds, overrides, limit)
+    runs = plan(exp, variant, out, seeds, overrides, limit, shard)
     report = SweepReport(exp.name, variant, out, total=len(runs))
     t_start = time.perf_counter()
 
     out.mkdir(parents=True, exist_ok=True)
-    store.clean_temporaries(out)
+    store.clean_temporaries(out, [r.run_id for r in runs])  # only this shard's own
     pending = []
     for run in runs:
         record, reason = store.read_record(run.path, expect_config=run.config)

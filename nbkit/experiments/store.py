@@ -11,6 +11,7 @@ is reported as invalid, and the sweep redoes that run.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import json
 import math
@@ -148,13 +149,17 @@ def scan(folder: Path) -> tuple[list[dict], dict[str, str]]:
     return good, bad
 
 
-def clean_temporaries(folder: Path) -> int:
-    """Delete the temporary files that a write interrupted by a kill left in ``folder``;
-    returns how many there were."""
+def clean_temporaries(folder: Path, run_ids=None) -> int:
+    """Delete the temporary files that a write interrupted by a kill left in ``folder``
+    (only those of ``run_ids`` when given, so that a sweep never touches the write in
+    flight of another shard); returns how many there were."""
+    patterns = ([f".{glob.escape(r)}.*{_TMP_SUFFIX}" for r in run_ids] if run_ids is not None
+                else [f".*{_TMP_SUFFIX}"])
     n = 0
-    for path in Path(folder).glob(f".*{_TMP_SUFFIX}"):
-        path.unlink(missing_ok=True)
-        n += 1
+    for pattern in patterns:
+        for path in Path(folder).glob(pattern):
+            path.unlink(missing_ok=True)
+            n += 1
     return n
 
 
