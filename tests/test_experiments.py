@@ -139,6 +139,15 @@ def test_provenance_names_commit_device_and_versions(monkeypatch):
     monkeypatch.setenv("NBKIT_GIT_COMMIT", "0123abcd")
     prov = store.provenance(torch.device("cpu"))
     assert prov["git_commit"] == "0123abcd" and prov["git_dirty"] is None
+    # a copy whose git metadata is stale (older HEAD, "dirty" against it): the caller's
+    # commit wins, and cleanliness is unknown rather than wrongly "dirty"
+    stale = {"rev-parse": "fedcba98" * 5, "status": " M nbkit/train.py"}
+    monkeypatch.setattr(store, "_git", lambda cmd, *args: stale[cmd])
+    prov = store.provenance(torch.device("cpu"))
+    assert prov["git_commit"] == "0123abcd" and prov["git_dirty"] is None
+    monkeypatch.setenv("NBKIT_GIT_COMMIT", "fedcba98")  # the same commit: git knows more
+    prov = store.provenance(torch.device("cpu"))
+    assert prov["git_commit"] == "fedcba98" * 5 and prov["git_dirty"] is True
 
 
 def test_sweep_runs_everything_once_and_a_rerun_skips(tmp_path, toy):

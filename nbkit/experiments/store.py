@@ -197,16 +197,19 @@ def _device_name(device) -> str:
 def provenance(device) -> dict:
     """Where and with what a run was made: git commit (and whether the tree had local
     changes), device and its name, torch, Python and nbkit versions, and the UTC date.
-    Where the code is a copy without git metadata, the commit comes from
-    ``$NBKIT_GIT_COMMIT`` (None when unset)."""
+    ``$NBKIT_GIT_COMMIT``, when set, names the commit and wins over any git metadata
+    beside the code: a copy of the tree sent to another machine may carry none, or a
+    stale one. Whether that tree had local changes is then unknown (None), unless the
+    local git metadata names the same commit."""
     import torch
 
     import nbkit
 
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
-    if commit is None:  # a copy of the tree without git metadata: take it from the caller
-        commit = os.environ.get("NBKIT_GIT_COMMIT") or None
+    given = os.environ.get("NBKIT_GIT_COMMIT") or None
+    if given is not None and not (commit and commit.startswith(given)):
+        commit, status = given, None
     return {
         "git_commit": commit,
         "git_dirty": None if status is None else bool(status),
