@@ -104,20 +104,26 @@ def test_training_curves_take_a_dict_and_partial_runs():
 
 # ------------------------------------------------------------------ published, full
 
-def test_published_figure_is_dashed_and_labelled():
+def test_published_figure_marks_published_numbers_and_orders_nbkit_bars():
     fig = V.published_figure()
     published = [t for t in fig.data if "published" in t.name]
     assert len(published) == 4
-    assert all(t.line.dash == "dash" for t in published)
+    resnets = [t for t in published if t.name.startswith("ResNet")]
+    assert all(t.mode == "markers" for t in resnets)  # categories: no connecting lines
+    assert all(t.line.dash == "dash" for t in published if t.name.startswith("MLP"))
     r20 = next(t for t in published if t.name.startswith("ResNet-20"))
-    assert list(r20.y) == [8.6, 32.2, 10.1]
+    assert list(r20.x) == ["BP", "FA", "SS"] and list(r20.y) == [8.6, 32.2, 10.1]
+    assert list(r20.customdata) == [label_for(r) for r in
+                                    ("backprop", "feedback_alignment", "sign_symmetry")]
     assert not [t for t in fig.data if t.type == "bar"]
-    with_ours = V.published_figure({"backprop": 9.0, "symmetric_alignment": 9.5,
-                                    "weight_mirror": None})
+    with_ours = V.published_figure({"symmetric_alignment": 9.5, "backprop": 9.0,
+                                    "weight_mirror": None, "my_rule": 20.0})
     bars = [t for t in with_ours.data if t.type == "bar"]
-    assert len(bars) == 1 and list(bars[0].y) == [9.0, 9.5]
-    assert list(bars[0].marker.color) == [color_for("backprop"),
-                                          color_for("symmetric_alignment")]
+    # RULE_ORDER first (backprop leads), unknown rules after; missing values dropped
+    assert len(bars) == 1 and list(bars[0].x) == ["BP", "SA", "my_rule"]
+    assert list(bars[0].y) == [9.0, 9.5, 20.0]
+    assert list(bars[0].marker.color)[:2] == [color_for("backprop"),
+                                              color_for("symmetric_alignment")]
 
 
 def test_full_results_figure_and_provenance():
@@ -129,12 +135,34 @@ def test_full_results_figure_and_provenance():
     fig = V.full_results_figure(merged)
     assert "resnet20" in fig.layout.title.text and "NVIDIA H100" in fig.layout.title.text
     bar = next(t for t in fig.data if t.type == "bar")
+    assert list(bar.x) == ["BP", "FA", "SA"]
     assert list(bar.y) == pytest.approx([10.0, 20.0, 30.0])
     published = next(t for t in fig.data if "published" in (t.name or ""))
-    assert published.line.dash == "dash"
+    assert published.mode == "markers" and list(published.y) == [8.6, 32.2, 10.1]
     sa = [t for t in fig.data if t.name == label_for("symmetric_alignment")]
     assert len(sa) == 2  # weight and δ panels
     assert list(sa[0].y) == pytest.approx([85.0, 30.0])  # mean of the two layers
+
+
+def test_final_by_rule_and_routes_full_figure():
+    merged = fake_merged()
+    merged["runs"][2]["result"]["norm_ratios"] = {
+        "steps": [0, 391], "layers": {"stem.conv": [1.0, 0.4], "fc": [1.0, 0.6]}}
+    final = V.final_by_rule(merged)
+    assert list(final) == ["backprop", "feedback_alignment", "symmetric_alignment"]
+    sa = final["symmetric_alignment"]
+    assert sa["test_acc"] == pytest.approx(0.7)
+    assert sa["weight_angle"] == pytest.approx(30.0) and sa["norm_ratio"] == pytest.approx(0.5)
+    assert math.isnan(final["backprop"]["norm_ratio"])  # not logged in this fake
+    fig = V.routes_full_figure(merged)
+    assert "NVIDIA H100" in fig.layout.title.text
+    points = [t for t in fig.data if t.name == label_for("symmetric_alignment")]
+    assert [t.x[0] for t in points] == pytest.approx([30.0, 30.0])  # weight, δ panels
+    assert all(t.y[0] == pytest.approx(70.0) for t in points)
+    fa = next(t for t in fig.data if t.name == label_for("feedback_alignment"))
+    sa_style = points[0]
+    assert fa.legendgroup == "local rules" and fa.marker.symbol == "square"
+    assert sa_style.legendgroup == "weight estimation" and sa_style.marker.symbol == "circle"
 
 
 @settings(max_examples=40, deadline=None)

@@ -4,6 +4,7 @@ few steps: move a control, press Train, and check the figure against the science
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,8 +139,8 @@ def test_shuffle_app_compares_bars_at_one_compression():
         pytest.approx(10.0)
 
 
-def _collected(path, top1):
-    merged = {"experiment": "accuracy_vs_compression", "variant": "full",
+def _collected(path, top1, variant="full"):
+    merged = {"experiment": "accuracy_vs_compression", "variant": variant,
               "config": {"model": "vgg16_bn", "data": "cifar10", "num_classes": 10,
                          "train": {"epochs": 160}},
               "provenance": {"runs": 16, "devices": ["NVIDIA H100"], "last_date": "2026-01-02"},
@@ -176,6 +177,28 @@ def test_full_scale_app_published_only_then_with_nbkit_results(tmp_path):
     app.controls["key"].value = "cifar10/resnet18"     # nbkit's runs are for vgg16_bn
     assert not any("nbkit" in (t.name or "") for t in app.figure.data)
     assert "cifar10/vgg16_bn" in app.caption.value
+    (tmp_path / "accuracy_vs_compression.json").unlink()  # only a shortened run: say so
+    _collected(tmp_path / "accuracy_vs_compression.short.json", top1, variant="short")
+    app = fig6.full_scale_app(results_dir=tmp_path)
+    names = [t.name or "" for t in app.figure.data]
+    assert sum("nbkit, short recipe" in n for n in names) == 5
+    assert not any("full scale" in n for n in names)
+
+
+def test_the_shipped_gpu_run_of_fig6():
+    """data/results/: the accuracy_vs_compression run made on a GPU. SynFlow stays well
+    above chance at rho = 10^3, where magnitude and random pruning are at chance."""
+    found = fig6.load_full_results()
+    assert found is not None and "error" not in found and found["key"] == "cifar10/vgg16_bn"
+    merged = json.loads(Path(found["path"]).read_text())
+    assert merged["provenance"]["runs_missing"] == 0
+    assert "cpu" not in merged["provenance"]["devices"][0]
+    top1, chance = merged["summary"]["top1"], merged["summary"]["chance_top1"]
+    assert top1["synflow"]["3"] > chance + 40
+    assert top1["magnitude"]["3"] <= chance + 1 and top1["random"]["3"] <= chance + 1
+    assert merged["summary"]["dense_top1"] > 85
+    for method in wt.PRUNERS:  # at rho = 10 every pruner trains
+        assert top1[method]["1"] > 75
 
 
 def test_full_scale_app_survives_a_corrupt_results_file(tmp_path):

@@ -31,7 +31,8 @@ from .style import PUBLISHED_DASH, TEMPLATE, color_for, label_for, layer_colors
 
 __all__ = ["LOCAL_RULES", "ESTIMATION_RULES", "PUBLISHED_RESNET_ERROR", "PUBLISHED_MLP_ACC",
            "SHORT", "route_of", "training_curves", "published_figure", "full_results_figure",
-           "provenance_text", "two_routes_figure", "mean_angle"]
+           "provenance_text", "two_routes_figure", "mean_angle", "final_by_rule",
+           "routes_full_figure"]
 
 # [TR]'s two routes: local rules learn B from what the layer sees; weight estimation
 # rules use W (or W x) to estimate it.
@@ -59,6 +60,39 @@ SHORT = {"backprop": "BP", "feedback_alignment": "FA", "sign_symmetry": "SS",
 def _tick(rule: str) -> str:
     """A rule's display name broken over lines, for category axes."""
     return label_for(rule).replace(" ", "<br>")
+
+
+def _ordered(rules) -> list[str]:
+    return [r for r in RULE_ORDER if r in rules] + sorted(set(rules) - set(RULE_ORDER))
+
+
+def _error_panel(fig, nbkit_error: dict | None, name: str, published: dict, *, row=1, col=1):
+    """Test error per rule: nbkit's as solid bars, each published model's as open
+    markers on the same categories (no lines: the rules are categories, not a series).
+    Ticks are the short names (BP, FA, ...); hover and legend give the full ones."""
+    nbkit_error = {r: v for r, v in (nbkit_error or {}).items() if v is not None}
+    if nbkit_error:
+        rules = _ordered(nbkit_error)
+        fig.add_trace(go.Bar(
+            x=[SHORT.get(r, r) for r in rules], y=[nbkit_error[r] for r in rules],
+            marker_color=[color_for(r) for r in rules], name=name, opacity=0.85,
+            customdata=[label_for(r) for r in rules],
+            hovertemplate="%{customdata}<br>test error %{y:.2f}% (nbkit)<extra></extra>"),
+            row=row, col=col)
+    for i, (model, errors) in enumerate(published.items()):
+        rules = _ordered(errors)
+        fig.add_trace(go.Scatter(
+            x=[SHORT.get(r, r) for r in rules], y=[errors[r] for r in rules],
+            name=f"{model}, published", mode="markers",
+            # white-filled, so that a marker shows on a black (backprop) bar too
+            marker=dict(symbol=_SYMBOLS[i], size=12, color="white",
+                        line=dict(width=2, color="#222")),
+            customdata=[label_for(r) for r in rules],
+            hovertemplate=f"%{{customdata}}<br>{model}: %{{y:.1f}}% test error (published)"
+                          "<extra></extra>"), row=row, col=col)
+    fig.update_yaxes(title_text="test error (%)", rangemode="tozero", row=row, col=col)
+    fig.update_xaxes(tickangle=0, categoryorder="array",
+                     categoryarray=[SHORT.get(r, r) for r in RULE_ORDER], row=row, col=col)
 
 
 def route_of(rule: str) -> str:
@@ -215,25 +249,11 @@ def published_figure(nbkit_error: dict | None = None, *, height: int = 430,
     ``nbkit_error`` (``{rule: test error %}``, e.g. from a full-mode run) is drawn as solid
     bars beside the published ResNet numbers.
     """
-    fig = _subplots("Published results (dashed), for reference", 1, 2,
+    fig = _subplots("Published results, for reference", 1, 2,
                     ("CIFAR-10 test error, ResNets (lower is better)",
                      "Akrout et al. 2019, MLP test accuracy"), height=height,
                     horizontal_spacing=0.12)
-    if nbkit_error:
-        rules = [r for r in nbkit_error if nbkit_error[r] is not None]
-        fig.add_trace(go.Bar(
-            x=[_tick(r) for r in rules], y=[nbkit_error[r] for r in rules],
-            marker_color=[color_for(r) for r in rules], name=nbkit_label, opacity=0.8,
-            hovertemplate="%{x}: test error %{y:.2f}% (nbkit)<extra></extra>"), row=1, col=1)
-    for i, (model, errors) in enumerate(PUBLISHED_RESNET_ERROR.items()):
-        fig.add_trace(go.Scatter(
-            x=[_tick(r) for r in errors], y=list(errors.values()),
-            name=f"{model}, published", mode="lines+markers",
-            line=dict(color="#444", dash=PUBLISHED_DASH, width=1.5),
-            marker=dict(symbol=_SYMBOLS[i], size=11, color=[color_for(r) for r in errors],
-                        line=dict(color="#222", width=1)),
-            hovertemplate=f"%{{x}}<br>{model}: %{{y:.1f}}% test error (published)"
-                          "<extra></extra>"), row=1, col=1)
+    _error_panel(fig, nbkit_error, nbkit_label, PUBLISHED_RESNET_ERROR)
     for i, (dataset, accs) in enumerate(PUBLISHED_MLP_ACC.items()):
         fig.add_trace(go.Scatter(
             x=[_tick(r) for r in accs], y=list(accs.values()),
@@ -244,9 +264,8 @@ def published_figure(nbkit_error: dict | None = None, *, height: int = 430,
             text=[dataset] * len(accs),
             hovertemplate="%{x}<br>%{text}: %{y:.1f}% test accuracy (published)"
                           "<extra></extra>"), row=1, col=2)
-    fig.update_yaxes(title_text="test error (%)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100], row=1, col=2)
-    fig.update_xaxes(tickangle=0)
+    fig.update_xaxes(tickangle=0, row=1, col=2)
     return fig
 
 
@@ -264,9 +283,9 @@ def provenance_text(merged: dict) -> str:
             f"{prov.get('first_date', '?')[:10]} to {prov.get('last_date', '?')[:10]}")
 
 
-def full_results_figure(merged: dict, *, height: int = 460) -> go.Figure:
+def full_results_figure(merged: dict, *, height: int = 540) -> go.Figure:
     """A collected ``learning_rules`` result: final test error per rule beside the
-    published ResNet-20 numbers (dashed), and the mean weight and δ angles over layers
+    published ResNet-20 numbers (open markers), and the mean weight and δ angles over layers
     along training. The provenance is in the subtitle."""
     runs = merged.get("runs", [])
     config = merged.get("config", {})
@@ -280,21 +299,10 @@ def full_results_figure(merged: dict, *, height: int = 460) -> go.Figure:
     for run in runs:
         rule = run.get("config", {}).get("rule", config.get("rule"))
         by_rule.setdefault(rule, []).append(run["result"])
-    order = [r for r in RULE_ORDER if r in by_rule] + sorted(set(by_rule) - set(RULE_ORDER))
+    order = _ordered(by_rule)
     errors = {r: 100 * (1 - sum(x["test_acc"] for x in by_rule[r]) / len(by_rule[r]))
               for r in order}
-    fig.add_trace(go.Bar(x=[_tick(r) for r in order], y=[errors[r] for r in order],
-                         marker_color=[color_for(r) for r in order], name="nbkit",
-                         showlegend=False,
-                         hovertemplate="%{x}<br>test error %{y:.2f}%<extra></extra>"),
-                  row=1, col=1)
-    published = PUBLISHED_RESNET_ERROR["ResNet-20"]
-    fig.add_trace(go.Scatter(
-        x=[_tick(r) for r in published], y=list(published.values()),
-        name="ResNet-20, published", mode="markers+lines",
-        line=dict(color="#444", dash=PUBLISHED_DASH, width=1.5),
-        marker=dict(symbol="diamond-open", size=12, color="#222"),
-        hovertemplate="%{x}<br>%{y:.1f}% test error (published)<extra></extra>"), row=1, col=1)
+    _error_panel(fig, errors, "nbkit", {"ResNet-20": PUBLISHED_RESNET_ERROR["ResNet-20"]})
     for col, key in ((2, "weight_angles"), (3, "delta_angles")):
         for r in order:
             result = by_rule[r][0]
@@ -307,11 +315,57 @@ def full_results_figure(merged: dict, *, height: int = 460) -> go.Figure:
                 line=dict(color=color_for(r)), showlegend=col == 2,
                 hovertemplate=f"{label_for(r)}<br>step %{{x}}<br>%{{y:.1f}}°<extra></extra>"),
                 row=1, col=col)
-    fig.update_yaxes(title_text="test error (%)", rangemode="tozero", row=1, col=1)
-    fig.update_xaxes(tickangle=0, row=1, col=1)
     for col in (2, 3):
         fig.update_yaxes(title_text="angle (degrees)", rangemode="tozero", row=1, col=col)
         fig.update_xaxes(title_text="SGD step", row=1, col=col)
+    return fig
+
+
+def final_by_rule(merged: dict) -> dict:
+    """From a collected ``learning_rules`` result, per rule (in :data:`RULE_ORDER`): the
+    final ``test_acc`` (a fraction, mean over seeds) and the final mean over layers of the
+    weight angle, the δ angle and ‖B‖/‖W‖ (first seed)."""
+    by_rule: dict[str, list] = {}
+    for run in merged.get("runs", []):
+        rule = run.get("config", {}).get("rule", merged.get("config", {}).get("rule"))
+        by_rule.setdefault(rule, []).append(run["result"])
+    out = {}
+    for r in _ordered(by_rule):
+        first = by_rule[r][0]
+        layers = {k: (first.get(k) or {}).get("layers", {})
+                  for k in ("weight_angles", "delta_angles", "norm_ratios")}
+        out[r] = {"test_acc": sum(x["test_acc"] for x in by_rule[r]) / len(by_rule[r]),
+                  "weight_angle": mean_angle(layers["weight_angles"]),
+                  "delta_angle": mean_angle(layers["delta_angles"]),
+                  "norm_ratio": mean_angle(layers["norm_ratios"])}
+    return out
+
+
+def routes_full_figure(merged: dict, *, height: int = 480, width: int = 1000) -> go.Figure:
+    """The two routes at full scale, from a collected ``learning_rules`` result: final test
+    accuracy against the final mean weight angle (left) and δ angle (right) of every rule,
+    local rules as dotted squares, weight estimation as circles."""
+    final = final_by_rule(merged)
+    fig = _subplots("Full-scale runs: accuracy against alignment, by route", 1, 2,
+                    ("Weight angle, W vs Bᵀ (final, mean over layers)",
+                     "δ angle against backprop (final, mean over layers)"),
+                    height=height, note=provenance_text(merged), horizontal_spacing=0.1)
+    for col, key in ((1, "weight_angle"), (2, "delta_angle")):
+        for r, f in final.items():
+            style = _route_style(r)
+            fig.add_trace(go.Scatter(
+                x=[f[key]], y=[100 * f["test_acc"]], mode="markers+text",
+                text=[SHORT.get(r, r)], textposition="top center", name=label_for(r),
+                legendgroup=style["legendgroup"], legendgrouptitle_text=style[
+                    "legendgrouptitle_text"], showlegend=col == 1,
+                marker=dict(symbol=style["symbol"], size=13, color=color_for(r),
+                            line=dict(width=1, color="#222")),
+                hovertemplate=(f"{label_for(r)}<br>{key.replace('_', ' ')} %{{x:.1f}}°"
+                               f"<br>test accuracy %{{y:.1f}}%<br>‖B‖/‖W‖ "
+                               f"{f['norm_ratio']:.2f}<extra></extra>")), row=1, col=col)
+        fig.update_xaxes(title_text="angle (degrees)", range=[-5, 95], row=1, col=col)
+        fig.update_yaxes(title_text="test accuracy (%)", row=1, col=col)
+    fig.update_layout(width=width, legend=dict(groupclick="toggleitem"))
     return fig
 
 

@@ -112,10 +112,12 @@ def accuracy_figure(curves, *, dense: float | dict | None = None, chance: float 
     fig.update_xaxes(dtick=1, exponentformat="power")
     fig.update_yaxes(rangemode="tozero")
     if note:
-        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=-0.2,
+        # placed in pixels under the axis title, with room for every line of the note
+        lines = note.count("<br>") + 1
+        fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=0, yshift=-74,
                            xanchor="left", yanchor="top", showarrow=False, align="left",
                            font=dict(size=11, color="#555"))
-        fig.update_layout(margin=dict(b=100))
+        fig.update_layout(margin=dict(b=84 + 16 * lines))
     return fig
 
 

@@ -17,6 +17,7 @@ import ipywidgets as W
 
 from .. import data as _data
 from ..viz import training as vt
+from ..viz.style import label_for
 from .app import App
 from .training import PRUNERS
 
@@ -69,6 +70,8 @@ def load_full_results(results_dir=None) -> dict | None:
         merged = json.loads(path.read_text())
         summary, cfg = merged["summary"], merged.get("config", {})
         top1, std = summary["top1"], summary.get("top1_std", {})
+        variant = merged.get("variant", "?")
+        tag = "nbkit, full scale" if variant == "full" else f"nbkit, {variant} recipe"
         curves = []
         for method in PRUNERS:
             if method not in top1:
@@ -76,12 +79,13 @@ def load_full_results(results_dir=None) -> dict | None:
             pts = sorted((float(k), v) for k, v in top1[method].items() if v is not None)
             curves.append({"method": method, "log10_rho": [p[0] for p in pts],
                            "top1": [p[1] for p in pts], "kind": "full",
+                           "label": f"{label_for(method)} ({tag})",
                            "std": [std.get(method, {}).get(f"{p[0]:g}") or 0.0 for p in pts]})
         prov = merged.get("provenance", {})
         dataset = cfg.get("data", "cifar10")
         dataset = "cifar100" if cfg.get("num_classes") == 100 else dataset
         epochs = cfg.get("train", {}).get("epochs")
-        caption = (f"nbkit ({merged.get('variant', '?')} variant: {cfg.get('model', '?')}, "
+        caption = (f"nbkit ({variant} variant: {cfg.get('model', '?')}, "
                    f"{epochs} epochs, {prov.get('runs', '?')} runs on "
                    f"{', '.join(prov.get('devices', [])) or '?'}, "
                    f"{str(prov.get('last_date', '?'))[:10]}; CIFAR-10 as JPEG q75)")
@@ -130,7 +134,7 @@ def _build_full(result: dict):
         note += "<br>solid: " + result["ours"]["caption"]
     return vt.accuracy_figure(result["curves"], dense=result["dense"], chance=result["chance"],
                               title=f"Full scale: {model} on {dataset}", note=note,
-                              height=520)
+                              height=560)
 
 
 def _describe_full(result: dict) -> str:

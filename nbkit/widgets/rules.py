@@ -34,7 +34,8 @@ from ..viz.style import label_for
 from .app import App
 
 __all__ = ["SETTINGS", "TWO_ROUTES", "train_rule", "compare_rules", "settings_note",
-           "feedback_alignment_app", "load_rule_results", "two_routes_grid", "two_routes_app",
+           "feedback_alignment_app", "load_rule_results", "full_routes_table",
+           "two_routes_grid", "two_routes_app",
            "small_images", "clear_cache"]
 
 # Notebook 05. Quick: a 4-layer convnet of width 8 on cifar10-mini, 150 SGD steps on one
@@ -288,6 +289,20 @@ def load_rule_results(folder=None) -> dict | None:
             merged["path"] = str(path)
             return merged
     return None
+
+
+def full_routes_table(merged: dict) -> str:
+    """A plain-text table of a collected ``learning_rules`` result: per rule its route,
+    final test accuracy, and the final mean weight angle, δ angle and ‖B‖/‖W‖."""
+    routes = {"reference": "reference", "local": "local", "estimation": "estimation",
+              "other": "signs of W"}
+    rows = [f"{'rule':>22}  {'route':>10}  {'top-1':>6}  {'W vs Bᵀ':>7}  {'δ angle':>7}  "
+            f"{'‖B‖/‖W‖':>7}"]
+    for r, f in V.final_by_rule(merged).items():
+        rows.append(f"{r:>22}  {routes[V.route_of(r)]:>10}  {100 * f['test_acc']:5.1f}%  "
+                    f"{f['weight_angle']:6.1f}°  {f['delta_angle']:6.1f}°  "
+                    f"{f['norm_ratio']:7.2f}")
+    return "\n".join(rows)
 
 
 # ------------------------------------------------------------------- notebook 06 ---
