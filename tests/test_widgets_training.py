@@ -185,6 +185,22 @@ def test_full_scale_app_published_only_then_with_nbkit_results(tmp_path):
     assert not any("full scale" in n for n in names)
 
 
+def test_comparison_table_puts_published_and_nbkit_numbers_side_by_side(tmp_path):
+    published_only = fig6.comparison_table(results_dir=tmp_path).splitlines()
+    assert "dense 93.5%" in published_only[1] and "nbkit" not in published_only[1]
+    synflow = next(r for r in published_only if r.startswith("synflow"))
+    assert synflow.split() == ["synflow", "93.3", "1.00", "90.1", "0.96", "80.4", "0.86"]
+    top1 = {m: {"1": 90.0, "2": 85.0, "3": 10.0} for m in wt.PRUNERS}
+    top1["synflow"] = {"1": 90.0, "2": 85.0}  # a missing point shows as "-"
+    _collected(tmp_path / "accuracy_vs_compression.short.json", top1, variant="short")
+    table = fig6.comparison_table(results_dir=tmp_path).splitlines()
+    assert "nbkit, short recipe, 160 ep. (dense 93.0%)" in table[1]
+    assert len(table) == 3 + len(wt.PRUNERS)
+    snip = next(r for r in table if r.startswith("snip")).split()
+    assert snip[-6:] == ["90.0", "0.97", "85.0", "0.91", "10.0", "0.11"]  # 90 / 93 = 0.97
+    assert next(r for r in table if r.startswith("synflow")).split()[-1] == "-"
+
+
 def test_the_shipped_gpu_run_of_fig6():
     """data/results/: the accuracy_vs_compression run made on a GPU. SynFlow stays well
     above chance at rho = 10^3, where magnitude and random pruning are at chance."""

@@ -22,6 +22,7 @@ from .app import App
 from .training import PRUNERS
 
 __all__ = ["load_published", "published_curves", "load_full_results", "full_scale",
+           "comparison_table",
            "full_scale_app", "REFERENCE_FILE", "RESULTS_DIR", "RESULT_FILES"]
 
 REFERENCE_FILE = _data.DATA_DIR / "reference" / "synflow_fig6.json"
@@ -57,7 +58,7 @@ def published_curves(key: str = "cifar10/vgg16_bn", reference: dict | None = Non
 def load_full_results(results_dir=None) -> dict | None:
     """nbkit's own full-scale Fig. 6 results: the first of :data:`RESULT_FILES` found in
     ``results_dir`` (default ``data/results/``), as ``{"key", "curves", "dense", "path",
-    "caption"}``; None when there is none. A file that cannot be read gives
+    "caption", "label"}``; None when there is none. A file that cannot be read gives
     ``{"error": ...}`` instead of raising, so the published curves still show."""
     folder = Path(results_dir or RESULTS_DIR)
     for name in RESULT_FILES:
@@ -90,7 +91,8 @@ def load_full_results(results_dir=None) -> dict | None:
                    f"{', '.join(prov.get('devices', [])) or '?'}, "
                    f"{str(prov.get('last_date', '?'))[:10]}; CIFAR-10 as JPEG q75)")
         return {"key": f"{dataset}/{cfg.get('model', '?')}", "curves": curves,
-                "dense": summary.get("dense_top1"), "path": str(path), "caption": caption}
+                "dense": summary.get("dense_top1"), "path": str(path), "caption": caption,
+                "label": f"nbkit, {variant} recipe" + (f", {epochs} ep." if epochs else "")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return {"error": f"{path.name} could not be read ({type(e).__name__}: {e}); rerun "
                          "`python -m nbkit.experiments collect accuracy_vs_compression`",
@@ -119,6 +121,40 @@ def full_scale(key: str = "cifar10/vgg16_bn", error_bars: bool = True,
     chance = 1.0 if key.startswith("cifar100") else 0.5 if key.startswith("tiny") else 10.0
     return {"key": key, "curves": curves, "dense": denses, "chance": chance, "found": found,
             "ours": ours}
+
+
+def comparison_table(key: str = "cifar10/vgg16_bn", results_dir=None) -> str:
+    """Top-1 at ρ = 10, 100, 1000 for every pruner, published beside nbkit's own
+    full-scale results (when ``data/results/`` has them for ``key``), each with its
+    accuracy relative to its own dense network, as plain text."""
+    result = full_scale(key, results_dir=results_dir)
+    rhos = (1.0, 2.0, 3.0)
+    tables = [("paper, Fig. 6, 160 ep.", result["dense"]["dense (published)"],
+               [c for c in result["curves"] if c["kind"] == "published"])]
+    if result["ours"]:
+        tables.append((result["ours"]["label"], result["dense"].get("dense (nbkit)"),
+                       [c for c in result["curves"] if c["kind"] == "full"]))
+
+    def cell(curve, rho, dense):
+        at = dict(zip(curve["log10_rho"], curve["top1"]))
+        if rho not in at:
+            return f"{'-':>11}"
+        rel = f" {at[rho] / dense:.2f}" if dense else ""
+        return f"{at[rho]:5.1f}{rel:>6}"
+
+    head = f"{'':9}" + "".join(f"  {f'{name} (dense {dense:.1f}%)':<35}"
+                               for name, dense, _ in tables)
+    sub = f"{'pruner':9}" + "".join("  " + " ".join(f"{f'ρ = 10^{r:g}':>11}" for r in rhos)
+                                    for _ in tables)
+    rows = [f"top-1 % on {key} (and relative to dense)", head, sub]
+    for method in PRUNERS:
+        line = f"{method:9}"
+        for _, dense, curves in tables:
+            curve = next((c for c in curves if c["method"] == method), None)
+            line += "  " + " ".join(cell(curve, r, dense) if curve else f"{'-':>11}"
+                                    for r in rhos)
+        rows.append(line)
+    return "\n".join(row.rstrip() for row in rows)
 
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
