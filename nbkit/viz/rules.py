@@ -287,7 +287,6 @@ def full_results_figure(merged: dict, *, height: int = 540) -> go.Figure:
     """A collected ``learning_rules`` result: final test error per rule beside the
     published ResNet-20 numbers (open markers), and the mean weight and δ angles over layers
     along training. The provenance is in the subtitle."""
-    runs = merged.get("runs", [])
     config = merged.get("config", {})
     model = config.get("model", "?")
     data = config.get("data", "?")
@@ -295,10 +294,7 @@ def full_results_figure(merged: dict, *, height: int = 540) -> go.Figure:
                     ("Test error (lower is better)", "Mean weight angle, W vs Bᵀ",
                      "Mean δ angle against backprop"),
                     height=height, note=provenance_text(merged), horizontal_spacing=0.08)
-    by_rule: dict[str, list] = {}
-    for run in runs:
-        rule = run.get("config", {}).get("rule", config.get("rule"))
-        by_rule.setdefault(rule, []).append(run["result"])
+    by_rule = _results_by_rule(merged)
     order = _ordered(by_rule)
     errors = {r: 100 * (1 - sum(x["test_acc"] for x in by_rule[r]) / len(by_rule[r]))
               for r in order}
@@ -321,14 +317,20 @@ def full_results_figure(merged: dict, *, height: int = 540) -> go.Figure:
     return fig
 
 
-def final_by_rule(merged: dict) -> dict:
-    """From a collected ``learning_rules`` result, per rule (in :data:`RULE_ORDER`): the
-    final ``test_acc`` (a fraction, mean over seeds) and the final mean over layers of the
-    weight angle, the δ angle and ‖B‖/‖W‖ (first seed)."""
+def _results_by_rule(merged: dict) -> dict[str, list]:
+    """``{rule: [result of each run]}`` of a collected ``learning_rules`` result."""
     by_rule: dict[str, list] = {}
     for run in merged.get("runs", []):
         rule = run.get("config", {}).get("rule", merged.get("config", {}).get("rule"))
         by_rule.setdefault(rule, []).append(run["result"])
+    return by_rule
+
+
+def final_by_rule(merged: dict) -> dict:
+    """From a collected ``learning_rules`` result, per rule (in :data:`RULE_ORDER`): the
+    final ``test_acc`` (a fraction, mean over seeds) and the final mean over layers of the
+    weight angle, the δ angle and ‖B‖/‖W‖ (first seed)."""
+    by_rule = _results_by_rule(merged)
     out = {}
     for r in _ordered(by_rule):
         first = by_rule[r][0]

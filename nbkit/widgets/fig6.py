@@ -92,7 +92,7 @@ def load_full_results(results_dir=None) -> dict | None:
                    f"{str(prov.get('last_date', '?'))[:10]}; CIFAR-10 as JPEG q75)")
         return {"key": f"{dataset}/{cfg.get('model', '?')}", "curves": curves,
                 "dense": summary.get("dense_top1"), "path": str(path), "caption": caption,
-                "label": f"nbkit, {variant} recipe" + (f", {epochs} ep." if epochs else "")}
+                "label": tag + (f", {epochs} ep." if epochs else "")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return {"error": f"{path.name} could not be read ({type(e).__name__}: {e}); rerun "
                          "`python -m nbkit.experiments collect accuracy_vs_compression`",
