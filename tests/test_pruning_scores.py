@@ -240,7 +240,7 @@ class _Loader:
 
 
 class _LoaderWithHook(_Loader):
-    def pruning_batches(self, n, device):
+    def pruning_batches(self, n, *, device):
         self.asked = (n, device)
         return [(self.x[:n], self.y[:n])]
 
@@ -259,6 +259,16 @@ def test_pruning_data_default_is_ten_samples_per_class():
     custom = _LoaderWithHook(x, y, 32)
     got = collect_batches(model, custom, dev, torch.float32)
     assert custom.asked == (70, dev) and len(got[0][1]) == 70
+
+
+@pytest.mark.parametrize("method", ["snip", "grasp"])
+def test_prune_takes_an_nbkit_dataset_as_pruning_data(method):
+    ds = nbkit.data.load("synthetic")
+    model = nbkit.models.build("conv", num_classes=ds.num_classes, input_shape=ds.input_shape,
+                               depth=2, width=4)
+    n = sum(p.numel() for p in pruning.prunable_parameters(model).values())
+    masks = pruning.prune(model, method, density=0.1, data=ds)
+    assert sum(int(m.sum()) for m in masks.values()) == round(0.1 * n)
 
 
 @pytest.mark.parametrize("data, match", [

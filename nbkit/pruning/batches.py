@@ -20,7 +20,8 @@ SAMPLES_PER_CLASS = 10
 BATCH_SIZE = 256
 
 _HOW = ("pass data=(x, y) (tensors of inputs and integer labels), an iterable of (x, y) "
-        "batches such as a DataLoader, or an object with .pruning_batches(n_samples, device)")
+        "batches such as a DataLoader, or a dataset with .pruning_batches(n_samples, "
+        "device=...), such as nbkit.data.load(...)")
 
 
 def _is_pair(obj) -> bool:
@@ -75,7 +76,7 @@ def collect_batches(model: nn.Module, data, device: torch.device, dtype: torch.d
     if hasattr(data, "pruning_batches") and not _is_pair(data):
         if n_samples is None:
             classes = _infer_classes_from_model(model, device, dtype)
-        data = data.pruning_batches(need(), device)
+        data = data.pruning_batches(need(), device=device)
     if _is_pair(data):
         x, y = data
         _check_pair(x, y, "data")

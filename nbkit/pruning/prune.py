@@ -101,8 +101,9 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
         scope: ``"global"`` ranks all weights together; ``"local"`` keeps the top
             fraction of each layer.
         data: pruning data for SNIP/GraSP: an ``(x, y)`` pair of tensors, an iterable of
-            ``(x, y)`` batches, or an object with ``.pruning_batches(n, device)``. By
-            default ``10 × num_classes`` samples are used, in batches of 256.
+            ``(x, y)`` batches, or a dataset with ``.pruning_batches(n, device=...)``, such
+            as one from :func:`nbkit.data.load`. By default ``10 × num_classes`` samples
+            are used, in batches of 256.
         device: where to prune; the model is moved there. Default: where it is.
         invert: prune the highest scores instead of the lowest.
         shuffle: randomly permute each layer's final mask (keeps layer densities; the
