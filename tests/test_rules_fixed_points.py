@@ -1,6 +1,8 @@
 """Each learned rule drives B to the fixed point SCIENCE.md gives, on a single layer with
 synthetic inputs (W held fixed unless the rule moves it)."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -59,6 +61,57 @@ def test_kolen_pollack_gap_shrinks_geometrically():
     torch.testing.assert_close(ratios, torch.full_like(ratios, 1 - 2 * alpha * lr),
                                atol=1e-9, rtol=1e-9)
     assert rules.alignment_angles(layer)["FeedbackLinear"] < start / 2
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(10, 6), nn.Conv2d(3, 4, 3, padding=1)])
+def test_kolen_pollack_on_a_pruned_layer_still_goes_to_wt(layer):
+    """With half the weights pruned (torch.nn.utils.prune, as nbkit.pruning.prune does),
+    the B the backward pass uses is masked like W, so the gap between them still shrinks
+    by exactly (1 − 2αη) per step. (An unmasked B would keep learning the pruned
+    connections' gradients, grow without bound there, and send errors back through
+    connections that no longer exist.)"""
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    alpha, lr = 0.05, 0.5
+    layer = layer.to(D)
+    prune.random_unstructured(layer, "weight", amount=0.5)
+    mask = layer.weight_mask
+    layer = rules.convert(layer, "kolen_pollack", alpha=alpha, seed=0)
+    opt = torch.optim.SGD(rules.param_groups(layer, lr=lr, weight_decay=1e-4), lr=lr)
+    shape = (16, 10) if isinstance(layer, nn.Linear) else (4, 3, 6, 6)
+
+    def gap():  # (prune recomputes .weight only in the forward pass)
+        return ((layer.feedback - layer.weight_orig) * mask).norm().item()
+
+    gaps, start = [gap()], next(iter(rules.alignment_angles(layer).values()))
+    for _ in range(40):
+        x = torch.randn(shape, dtype=D, requires_grad=True)
+        out = layer(x)
+        g = torch.randn_like(out)
+        opt.zero_grad()
+        out.backward(g)
+        opt.step()
+        assert torch.all(layer.feedback.grad[mask == 0] == 0)
+        gaps.append(gap())
+    ratios = torch.tensor(gaps[1:], dtype=D) / torch.tensor(gaps[:-1], dtype=D)
+    torch.testing.assert_close(ratios, torch.full_like(ratios, 1 - 2 * alpha * lr),
+                               atol=1e-9, rtol=1e-9)
+    assert next(iter(rules.alignment_angles(layer).values())) < start / 2
+    # the error sent back runs through the masked B only
+    x = torch.randn(shape, dtype=D, requires_grad=True)
+    out = layer(x)
+    g = torch.randn_like(out)
+    (dx,) = torch.autograd.grad(out, x, g)
+    twin = rules.convert(copy.deepcopy(nn.Linear(10, 6) if isinstance(layer, nn.Linear)
+                                       else nn.Conv2d(3, 4, 3, padding=1)).to(D),
+                         "kolen_pollack")
+    with torch.no_grad():
+        twin.weight.copy_(layer.feedback * mask)
+    twin = rules.unconvert(twin)
+    x2 = x.detach().requires_grad_(True)
+    (expected,) = torch.autograd.grad(twin(x2), x2, g)
+    torch.testing.assert_close(dx, expected)
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0])

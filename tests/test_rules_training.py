@@ -1,6 +1,8 @@
 """Training with the rules on cifar10-mini (a small conv net, a small batch): alignment
 over a few hundred steps, accuracy above chance, and the callbacks inside nbkit.train.fit."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,3 +157,23 @@ def test_noisy_updates_add_lr_scaled_noise_and_spare_kp_weights():
         assert abs(moved[name].std().item() - lr * sigma) < 0.1 * lr * sigma, name
     with pytest.raises(ValueError, match="sigma"):
         rules.NoisyUpdates(-1.0)
+
+
+@pytest.mark.parametrize("rule", ["kolen_pollack", "symmetric_alignment"])
+def test_pruned_then_converted_net_trains_with_fit(data, rule):
+    """Prune at init (SynFlow, 20% of the weights), convert, train with nbkit.train.fit:
+    the loss falls and stays finite, and B keeps the mask (it learns no pruned
+    connection)."""
+    nbkit.seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    nbkit.pruning.prune(model, "synflow", density=0.2, iterations=10, input_shape=(3, 32, 32))
+    rules.convert(model, rule, seed=0)
+    history = train.fit(model, data.subset(train=2048, test=500), epochs=3, progress=False)
+    losses = history["train_loss"]
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0] < 2.6
+    assert history["test_acc"][-1] > 0.12
+    for layer in (model[0], model[3], model[8]):
+        assert layer.weight_mask.float().mean() < 0.9  # pruned
+        assert torch.all(layer.feedback.grad[layer.weight_mask == 0] == 0)

@@ -37,8 +37,8 @@ def _kernel(m: nn.Module) -> torch.Tensor:
     w = m.weight.detach()
     if not isinstance(m, FeedbackLayer) or m._override == "backprop":
         return w
-    fb = m.feedback.detach() if m.feedback is not None else None
-    return feedback_kernel(m._plan, w, fb)
+    fb = m.masked_feedback()
+    return feedback_kernel(m._plan, w, None if fb is None else fb.detach())
 
 
 def angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

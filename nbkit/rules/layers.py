@@ -6,7 +6,10 @@ existing layer into one in place (by changing its class), so its parameters, buf
 hooks and parametrizations stay what they were. A converted layer adds:
 
 - ``feedback``: the parameter F = Bᵀ, with ``weight``'s shape (None for sign symmetry,
-  whose B is computed from W);
+  whose B is computed from W). In a layer pruned with ``torch.nn.utils.prune`` (as
+  :func:`nbkit.pruning.prune` does), B is masked like W: a pruned connection sends no
+  error back either, B's gradient is zero there, and Kolen-Pollack's B still tends to
+  Wᵀ;
 - ``rule``: the rule's name, and ``coefficients``: its settings;
 - ``optim`` dicts on its parameters, read by the optimizer helpers (see
   :func:`.convert.param_groups`); they survive ``copy.deepcopy``.
@@ -52,8 +55,14 @@ class FeedbackLayer:
     rule: str
     _override = None  # None, "backprop" (exact autograd) or "nograd" (no B gradient)
 
+    def masked_feedback(self):
+        """F as the backward pass uses it: ``feedback``, times the layer's pruning mask
+        (``weight_mask``) when it has one."""
+        fb, mask = self.feedback, self._buffers.get("weight_mask")
+        return fb if fb is None or mask is None else fb * mask
+
     def _inputs(self, x):
-        w, b, fb = self.weight, self.bias, self.feedback
+        w, b, fb = self.weight, self.bias, self.masked_feedback()
         if fb is not None and self._override == "nograd":
             fb = fb.detach()
         dtype = _autocast_dtype(x.device.type)
