@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from .device import get as get_device
 
-__all__ = ["load", "names", "Dataset", "Split", "Batches", "augment", "make_mini",
+__all__ = ["load", "names", "from_tensors", "Dataset", "Split", "Batches", "augment",
+           "make_mini",
            "CIFAR10_CLASSES", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -415,6 +416,78 @@ def load(name: str = "cifar10-mini", root=None, *, download: bool = False, devic
         raise ValueError(f"unknown dataset {name!r}; valid names are: {', '.join(names())}")
     ds = _REGISTRY[name](root=root, download=download, **kwargs)
     return ds.to(device) if device is not None else ds
+
+
+def _as_images(x, name: str) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be images shaped (N, C, H, W), got shape "
+                         f"{tuple(x.shape)}; add the channel axis with x[:, None] for "
+                         "grey-scale images")
+    if x.dtype == torch.uint8:
+        return x.cpu()
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be uint8 (0-255) or float (0-1), got {x.dtype}")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"float {name} must lie in [0, 1] (got {lo:.3g} to {hi:.3g}); pass "
+                         "the raw images and let nbkit standardise them with mean and std")
+    return (x.detach().cpu() * 255).round_().to(torch.uint8)
+
+
+def _as_labels(y, n: int, name: str) -> torch.Tensor:
+    y = torch.as_tensor(y).cpu()
+    if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be a 1-D tensor of integer class indices, got "
+                         f"{y.dtype} with shape {tuple(y.shape)}")
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} labels for {n} images")
+    if len(y) and int(y.min()) < 0:
+        raise ValueError(f"{name} holds negative class indices")
+    return y.long()
+
+
+def from_tensors(x_train, y_train, x_test, y_test, *, classes=None, mean=None, std=None,
+                 name: str = "tensors") -> Dataset:
+    """A :class:`Dataset` from your own images, for :func:`nbkit.train.fit`, pruning data
+    and the rules.
+
+    Args:
+        x_train, x_test: images shaped (N, C, H, W), uint8 in 0-255 or float in [0, 1]
+            (stored as uint8, as every nbkit dataset is; float images are rounded to
+            1/255).
+        y_train, y_test: integer class indices, shaped (N,).
+        classes: class names (default ``"0"``, ``"1"``, ... up to the largest label).
+        mean, std: per-channel statistics for standardising, in [0, 1] units (default:
+            measured on the training images).
+        name: shown in reprs and histories.
+
+    Training batches get nbkit's augmentation (random 4-pixel crop and horizontal flip);
+    pass ``augment=False`` to :func:`nbkit.train.fit` for images where a flip changes
+    the class, such as digits.
+    """
+    train_x, test_x = _as_images(x_train, "x_train"), _as_images(x_test, "x_test")
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise ValueError(f"x_train images are {tuple(train_x.shape[1:])} but x_test images "
+                         f"are {tuple(test_x.shape[1:])}")
+    if len(train_x) == 0:
+        raise ValueError("x_train holds no images")
+    train_y = _as_labels(y_train, len(train_x), "y_train")
+    test_y = _as_labels(y_test, len(test_x), "y_test")
+    top = int(max(train_y.max(), test_y.max() if len(test_y) else 0)) + 1
+    classes = tuple(str(i) for i in range(top)) if classes is None else tuple(classes)
+    if len(classes) < top:
+        raise ValueError(f"the labels go up to {top - 1} but only {len(classes)} class names "
+                         "were given")
+    c = train_x.shape[1]
+    scaled = train_x.float().div_(255)
+    mean = tuple(scaled.mean((0, 2, 3)).tolist()) if mean is None else tuple(mean)
+    std = tuple(scaled.std((0, 2, 3)).clamp_min(1e-3).tolist()) if std is None else tuple(std)
+    if len(mean) != c or len(std) != c:
+        raise ValueError(f"mean and std need one value per channel ({c}), got {len(mean)} "
+                         f"and {len(std)}")
+    return Dataset(name, Split(train_x, train_y), Split(test_x, test_y), classes, mean, std,
+                   source="tensors")
 
 
 def find() -> dict:

@@ -104,7 +104,8 @@ def _resolve_data(data, device):
     if isinstance(data, _data.Dataset):
         return data
     raise ValueError("data must be a dataset name such as 'cifar10-mini' or an "
-                     f"nbkit.data.Dataset, got {type(data).__name__}")
+                     f"nbkit.data.Dataset, got {type(data).__name__}; wrap your own images "
+                     "with nbkit.data.from_tensors(x_train, y_train, x_test, y_test)")
 
 
 @torch.no_grad()

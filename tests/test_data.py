@@ -108,3 +108,50 @@ def test_full_cifar10_loads_from_the_archive(full_cifar_dir):
     assert ds.train.y.bincount().tolist() == [5000] * 10
     assert ds.test.y.bincount().tolist() == [1000] * 10
     assert ds.info["jpeg"]
+
+
+# ---------------------------------------------------------------- your own tensors
+
+def _bright_or_dark(n, seed, size=12):
+    """Grey-scale images whose class is whether they are bright (1) or dark (0)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=gen)
+    base = torch.where(y.bool(), 0.7, 0.3).view(n, 1, 1, 1)
+    x = (base + 0.15 * torch.randn(n, 1, size, size, generator=gen)).clamp(0, 1)
+    return x, y
+
+
+def test_from_tensors_trains_with_fit():
+    x, y = _bright_or_dark(512, 0)
+    xt, yt = _bright_or_dark(256, 1)
+    ds = nbkit.data.from_tensors(x, y, xt, yt, classes=("dark", "bright"))
+    assert ds.train.x.dtype == torch.uint8 and ds.input_shape == (1, 12, 12)
+    assert ds.num_classes == 2 and ds.classes == ("dark", "bright")
+    assert ds.mean[0] == pytest.approx(float(x.mean()), abs=0.01)
+    assert ds.std[0] == pytest.approx(float(x.std()), abs=0.01)
+    nbkit.seed(0)
+    model = nbkit.models.build("mlp", num_classes=2, input_shape=ds.input_shape, depth=2,
+                               width=16)
+    history = nbkit.train.fit(model, ds, epochs=5, batch_size=64, lr=0.05, progress=False)
+    assert history["test_acc"][-1] > 0.9
+    # the same tensors as uint8 give the same dataset
+    same = nbkit.data.from_tensors((x * 255).round().to(torch.uint8), y, xt, yt)
+    assert torch.equal(same.train.x, ds.train.x) and same.classes == ("0", "1")
+
+
+@pytest.mark.parametrize("args, match", [
+    ((torch.rand(4, 8, 8), torch.zeros(4, dtype=torch.long)), "shaped \\(N, C, H, W\\)"),
+    ((torch.rand(4, 1, 8, 8) * 2, torch.zeros(4, dtype=torch.long)), "must lie in \\[0, 1\\]"),
+    ((torch.rand(4, 1, 8, 8), torch.zeros(4)), "integer class indices"),
+    ((torch.rand(4, 1, 8, 8), torch.zeros(3, dtype=torch.long)), "3 labels for 4 images"),
+    ((torch.rand(4, 1, 8, 8), -torch.ones(4, dtype=torch.long)), "negative"),
+])
+def test_from_tensors_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        nbkit.data.from_tensors(*args, torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+
+
+def test_fit_points_to_from_tensors_for_other_data():
+    model = nbkit.models.build("mlp", input_shape=(3, 8, 8), depth=1, width=4)
+    with pytest.raises(ValueError, match="from_tensors"):
+        nbkit.train.fit(model, (torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)))
