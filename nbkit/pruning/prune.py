@@ -288,7 +288,7 @@ class _Run:
         ctx = _scores.ScoreContext(alive=alive_views, batches=[
             (x.to(dtype) if x.is_floating_point() else x, y) for x, y in self.batches],
             input_shape=self.input_shape)
-        idx = [alive[o:o + s].nonzero().squeeze(1) + o for o, s in self.groups]
+        idx = [_positions(alive[o:o + s], o) for o, s in self.groups]
         cpu = (LOOP or ("live" if self.device.type == "cpu" else "sort")) == "live"
         live = [LiveSet(i) for i in idx] if cpu else None
         gen = torch.Generator(device=self.device).manual_seed(0) if cpu else None
@@ -370,6 +370,14 @@ class _Run:
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
         obj = objective.detach().to(torch.float64).reshape(()) if objective is not None else nan
         return (counts, torch.stack(removed_total).sum(), torch.cat(totals), obj)
+
+
+def _positions(alive: torch.Tensor, offset: int) -> torch.Tensor:
+    """Positions (plus ``offset``) of the True entries of ``alive``; for an unpruned
+    group, the common case, a plain range (no search through the flags)."""
+    if bool(alive.all()):
+        return torch.arange(offset, offset + alive.numel(), device=alive.device)
+    return alive.nonzero().squeeze(1).add_(offset)
 
 
 def _others(keep: torch.Tensor, m: int, dead: torch.Tensor | None) -> torch.Tensor:
