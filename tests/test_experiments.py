@@ -316,6 +316,24 @@ def test_prepare_runs_once_per_sweep_and_only_when_work_remains(tmp_path):
     assert sum(finished(kind.log).values()) == 5
 
 
+def test_compile_reaches_a_training_kind_but_not_the_run_identity(tmp_path, toy):
+    seen = []
+
+    def trainer(config, *, device, compile=False):
+        seen.append(compile)
+        return {"y": config["x"] ** 2}
+
+    out = tmp_path / "res"
+    with pytest.raises(ValueError, match="trains nothing"):  # the toy takes no compile
+        E.sweep(TOY, "full", out, device="cpu", progress=False, compile=True)
+    runner.RUN_KINDS["toy"] = trainer
+    E.sweep(TOY, "full", out, device="cpu", progress=False, limit=2, compile=True)
+    E.sweep(TOY, "full", out, device="cpu", progress=False, limit=3)
+    assert seen == [True, True, False]  # the third run only: the first two are done
+    records, _ = store.scan(out)
+    assert sorted(r["provenance"]["compile"] for r in records) == [False, True, True]
+
+
 def test_collect_merges_one_small_json_with_provenance(tmp_path, toy):
     out = tmp_path / "res"
     E.sweep(TOY, "full", out, device="cpu", progress=False, limit=7)

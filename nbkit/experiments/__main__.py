@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
                         "for the quick variants on a busy machine")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="start no run that would end after this many seconds")
+    p.add_argument("--compile", action="store_true",
+                   help="train with torch.compile (CUDA graphs on a GPU, about 2.5x faster "
+                        "per epoch there); recorded in the provenance, not part of a "
+                        "run's identity")
     p.add_argument("--keep-going", action="store_true",
                    help="record a failing run and go on (default: stop at the first failure)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
                    overrides=overrides, limit=args.limit, shard=shard,
                    progress=not args.no_progress,
                    on_error="continue" if args.keep_going else "raise",
-                   time_budget=args.time_budget)
+                   time_budget=args.time_budget, compile=args.compile)
     print(report)
     for run_id, error in report.failed.items():
         print(f"  failed {run_id}: {error}", file=sys.stderr)

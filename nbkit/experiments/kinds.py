@@ -83,9 +83,10 @@ def _history(history: dict) -> dict:
 
 
 @register_kind("train_pruned", prepare=_load)
-def train_pruned(config: dict, *, device) -> dict:
+def train_pruned(config: dict, *, device, compile: bool = False) -> dict:
     """Prune at init as :func:`prune_at_init` (unless ``method`` is "dense"), then train
-    with ``config["train"]`` (keyword arguments of :func:`nbkit.train.fit`). Returns the
+    with ``config["train"]`` (keyword arguments of :func:`nbkit.train.fit`; ``compile``
+    is passed to it). Returns the
     final ``test_acc`` (a fraction), its best over epochs, the training history and the
     pruning measurements."""
     ds = dataset(config["data"], device)
@@ -94,7 +95,7 @@ def train_pruned(config: dict, *, device) -> dict:
     if config["method"] != "dense":
         result.update(_prune(model, config, ds, device))
     history = train.fit(model, ds, device=device, progress=False, seed=int(config["seed"]),
-                        **config["train"])
+                        compile=compile, **config["train"])
     result.update(test_acc=history["test_acc"][-1], best_test_acc=max(history["test_acc"]),
                   train_seconds=sum(history["time"]), history=_history(history))
     return result
@@ -111,13 +112,14 @@ def _angle_series(records: list, key: str) -> dict:
 
 
 @register_kind("train_rule", prepare=_load)
-def train_rule(config: dict, *, device) -> dict:
+def train_rule(config: dict, *, device, compile: bool = False) -> dict:
     """Build ``config["model"]``, convert it to ``config["rule"]`` (with ``preset``,
     ``coefficients`` and ``feedback_lr``), train it with ``config["train"]`` and return
     the final ``test_acc``, the history, the resolved rule ``settings``, and per layer
     over training ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the rule's δ
     against backprop's, on a fixed test batch) and ``norm_ratios`` (‖B‖/‖W‖), each as
-    ``{"steps": [...], "layers": {layer: [value per logged step]}}``."""
+    ``{"steps": [...], "layers": {layer: [value per logged step]}}``. ``compile`` is
+    passed to :func:`nbkit.train.fit`."""
     from .. import rules
     from ..rules import registry
 
@@ -131,7 +133,7 @@ def train_rule(config: dict, *, device) -> dict:
                                 augment=False, device=device)))
     logger = rules.AngleLogger(every=int(config["angle_every"]), batch=batch)
     history = train.fit(model, ds, device=device, progress=False, seed=int(config["seed"]),
-                        callbacks=[logger], **config["train"])
+                        callbacks=[logger], compile=compile, **config["train"])
     if logger.records[-1]["step"] != history["step"][-1]:
         logger.log(model, history["step"][-1])
     return {"test_acc": history["test_acc"][-1], "best_test_acc": max(history["test_acc"]),
