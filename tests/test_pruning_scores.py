@@ -82,7 +82,8 @@ def test_absolute_values_restores_every_bit_and_the_mode():
 
 @settings(max_examples=10, deadline=None)
 @given(kind=st.sampled_from(["mlp", "conv"]), seed=st.integers(0, 10**6),
-       density=st.floats(0.05, 0.95), iterations=st.integers(1, 4), pre=st.booleans())
+       # below the 0.9 that `pre` keeps: masks only shrink, and asking for more is an error
+       density=st.floats(0.05, 0.85), iterations=st.integers(1, 4), pre=st.booleans())
 def test_synflow_leaves_unmasked_parameters_and_buffers_unchanged(kind, seed, density,
                                                                  iterations, pre):
     nbkit.seed(seed)

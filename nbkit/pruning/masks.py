@@ -72,8 +72,9 @@ class DetachAfterForward:
 
     def __call__(self, module, inputs, output):
         value = module.__dict__.get(self.attr)
-        if (torch.is_tensor(value) and value.grad_fn is not None
-                and f"{self.attr}_orig" in module._parameters):
+        if torch.is_tensor(value) and f"{self.attr}_orig" in module._parameters:
+            # unconditional (no look at grad_fn, which torch.compile cannot trace: one
+            # graph break per pruned layer); detaching a leaf is a cheap no-op
             module.__dict__[self.attr] = value.detach()
 
 
