@@ -169,6 +169,7 @@ def test_the_shipped_full_run_matches_the_paper_for_magnitude_and_synflow():
     (run,) = [r for r in wp.full_results() if r["file"] == "layer_collapse.json"]
     s = run["summary"]
     assert run["provenance"]["runs"] == 375 and run["provenance"]["runs_missing"] == 0
+    assert all("NVIDIA" in d for d in run["provenance"]["devices"])  # made on a GPU
     assert abs(s["critical"]["magnitude"] - 2.75) <= 0.25
     assert abs(s["critical"]["synflow"] - 6.0) <= 0.25
     assert s["critical_disconnected"]["synflow"] == 6.0
