@@ -332,6 +332,8 @@ def test_compile_reaches_a_training_kind_but_not_the_run_identity(tmp_path, toy)
     assert seen == [True, True, False]  # the third run only: the first two are done
     records, _ = store.scan(out)
     assert sorted(r["provenance"]["compile"] for r in records) == [False, True, True]
+    merged = E.collect(out, TOY, "full", to=tmp_path / "merged.json")
+    assert merged["provenance"]["compiled"] == [False, True]
 
 
 def test_collect_merges_one_small_json_with_provenance(tmp_path, toy):

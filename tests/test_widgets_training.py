@@ -217,6 +217,29 @@ def test_the_shipped_gpu_run_of_fig6():
         assert top1[method]["1"] > 75
 
 
+def test_the_shipped_paper_recipe_dense_run():
+    """data/results/: dense vgg16_bn trained with the paper's 160-epoch recipe on a GPU.
+    It trains well past the shortened recipe's dense run, and the Fig. 6 view draws it
+    as a third dense line and names it in its table."""
+    merged = json.loads((fig6.RESULTS_DIR / fig6.DENSE_FILE).read_text())
+    assert merged["config"]["train"]["epochs"] == 160 and merged["variant"] == "full"
+    assert "cpu" not in merged["provenance"]["devices"][0]
+    found = fig6.load_paper_recipe_dense()
+    assert found["key"] == "cifar10/vgg16_bn" and found["top1"] > 88
+    assert fig6.full_scale()["dense"]["dense (nbkit, 160 ep.)"] == found["top1"]
+    assert fig6.comparison_table().splitlines()[-1].startswith("nbkit dense 9")
+    assert "dense (nbkit, 160 ep.)" not in fig6.full_scale("cifar100/vgg16_bn")["dense"]
+
+
+def test_a_corrupt_paper_recipe_dense_file_is_named_not_raised(tmp_path):
+    (tmp_path / fig6.DENSE_FILE).write_text("{not json")
+    found = fig6.load_paper_recipe_dense(tmp_path)
+    assert "could not be read" in found["error"]
+    app = fig6.full_scale_app(results_dir=tmp_path)
+    assert not app.messages and "could not be read" in app.caption.value
+    assert fig6.load_paper_recipe_dense(tmp_path / "absent") is None
+
+
 def test_full_scale_app_survives_a_corrupt_results_file(tmp_path):
     (tmp_path / "accuracy_vs_compression.json").write_text("{not json")
     app = fig6.full_scale_app(results_dir=tmp_path)

@@ -22,13 +22,15 @@ from .app import App
 from .training import PRUNERS
 
 __all__ = ["load_published", "published_curves", "load_full_results", "full_scale",
-           "comparison_table",
-           "full_scale_app", "REFERENCE_FILE", "RESULTS_DIR", "RESULT_FILES"]
+           "load_paper_recipe_dense", "comparison_table",
+           "full_scale_app", "REFERENCE_FILE", "RESULTS_DIR", "RESULT_FILES", "DENSE_FILE"]
 
 REFERENCE_FILE = _data.DATA_DIR / "reference" / "synflow_fig6.json"
 RESULTS_DIR = _data.DATA_DIR / "results"
 # Collected runs of ``python -m nbkit.experiments accuracy_vs_compression``, best first.
 RESULT_FILES = ("accuracy_vs_compression.json", "accuracy_vs_compression.short.json")
+# The paper's 160-epoch recipe run for dense vgg16_bn alone (a reference for a shortened grid).
+DENSE_FILE = "accuracy_vs_compression.paper_recipe_dense.json"
 
 
 def load_published(path=None) -> dict:
@@ -99,6 +101,31 @@ def load_full_results(results_dir=None) -> dict | None:
                 "path": str(path)}
 
 
+def load_paper_recipe_dense(results_dir=None) -> dict | None:
+    """nbkit's dense vgg16_bn trained with the paper's full recipe (:data:`DENSE_FILE`),
+    as ``{"key", "top1", "epochs", "caption"}``; None when the file is absent or holds
+    no dense run, ``{"error": ...}`` when it cannot be read."""
+    path = Path(results_dir or RESULTS_DIR) / DENSE_FILE
+    if not path.is_file():
+        return None
+    try:
+        merged = json.loads(path.read_text())
+        cfg, prov = merged.get("config", {}), merged.get("provenance", {})
+        top1 = merged["summary"]["dense_top1"]
+        if top1 is None:
+            return None
+        epochs = cfg.get("train", {}).get("epochs")
+        dataset = "cifar100" if cfg.get("num_classes") == 100 else cfg.get("data", "cifar10")
+        return {"key": f"{dataset}/{cfg.get('model', '?')}", "top1": float(top1),
+                "epochs": epochs,
+                "caption": (f"dense {top1:.1f}% with the paper's recipe ({epochs} epochs, "
+                            f"{prov.get('runs', '?')} run on "
+                            f"{', '.join(prov.get('devices', [])) or '?'}, "
+                            f"{str(prov.get('last_date', '?'))[:10]})")}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return {"error": f"{path.name} could not be read ({type(e).__name__}: {e})"}
+
+
 def full_scale(key: str = "cifar10/vgg16_bn", error_bars: bool = True,
                results_dir=None) -> dict:
     """Published curves of ``key`` plus nbkit's full-scale ones when they exist for it."""
@@ -118,9 +145,12 @@ def full_scale(key: str = "cifar10/vgg16_bn", error_bars: bool = True,
         curves = own + curves
         if found["dense"] is not None:
             denses["dense (nbkit)"] = found["dense"]
+    paper_dense = load_paper_recipe_dense(results_dir)
+    if paper_dense and "error" not in paper_dense and paper_dense["key"] == key:
+        denses[f"dense (nbkit, {paper_dense['epochs']} ep.)"] = paper_dense["top1"]
     chance = 1.0 if key.startswith("cifar100") else 0.5 if key.startswith("tiny") else 10.0
     return {"key": key, "curves": curves, "dense": denses, "chance": chance, "found": found,
-            "ours": ours}
+            "ours": ours, "paper_dense": paper_dense}
 
 
 def comparison_table(key: str = "cifar10/vgg16_bn", results_dir=None) -> str:
@@ -154,6 +184,9 @@ def comparison_table(key: str = "cifar10/vgg16_bn", results_dir=None) -> str:
             line += "  " + " ".join(cell(curve, r, dense) if curve else f"{'-':>11}"
                                     for r in rhos)
         rows.append(line)
+    extra = result["paper_dense"]
+    if extra and "error" not in extra and extra["key"] == key:
+        rows.append(f"nbkit {extra['caption']}")
     return "\n".join(row.rstrip() for row in rows)
 
 
@@ -173,7 +206,7 @@ def _build_full(result: dict):
                               height=560)
 
 
-def _describe_full(result: dict) -> str:
+def _describe_grid(result: dict) -> str:
     found = result["found"]
     if found is None:
         return ("No full-scale nbkit results in data/results/ yet: only the published curves "
@@ -187,6 +220,17 @@ def _describe_full(result: dict) -> str:
     return html.escape(f"Solid: {found['caption']}, from {Path(found['path']).name}. Its "
                        "JPEG re-encoding of CIFAR-10 costs a little accuracy against the "
                        "original release the paper used.")
+
+
+def _describe_full(result: dict) -> str:
+    text = _describe_grid(result)
+    extra = result.get("paper_dense")
+    if extra and "error" in extra:
+        text += f" <span style='color:#B00020'>{html.escape(extra['error'])}</span>"
+    elif extra and extra["key"] == result["key"]:
+        text += html.escape(f" Dotted 'dense (nbkit, {extra['epochs']} ep.)': "
+                            f"{extra['caption']}.")
+    return text
 
 
 def full_scale_app(*, key: str = "cifar10/vgg16_bn", results_dir=None) -> App:
