@@ -86,9 +86,8 @@ def _history(history: dict) -> dict:
 def train_pruned(config: dict, *, device, compile: bool = False) -> dict:
     """Prune at init as :func:`prune_at_init` (unless ``method`` is "dense"), then train
     with ``config["train"]`` (keyword arguments of :func:`nbkit.train.fit`; ``compile``
-    is passed to it). Returns the
-    final ``test_acc`` (a fraction), its best over epochs, the training history and the
-    pruning measurements."""
+    is passed to it). Returns the final ``test_acc`` (a fraction), its best over epochs,
+    the training history and the pruning measurements."""
     ds = dataset(config["data"], device)
     model = _build(config, ds, device)
     result = {}

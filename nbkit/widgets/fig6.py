@@ -57,6 +57,18 @@ def published_curves(key: str = "cifar10/vgg16_bn", reference: dict | None = Non
     return curves, entry["dense"]
 
 
+def _key(cfg: dict) -> str:
+    """"<dataset>/<model>" of a collected file's common config."""
+    dataset = "cifar100" if cfg.get("num_classes") == 100 else cfg.get("data", "cifar10")
+    return f"{dataset}/{cfg.get('model', '?')}"
+
+
+def _made(prov: dict, noun: str) -> str:
+    """"N <noun> on <devices>, <date>" from a collected file's provenance."""
+    return (f"{prov.get('runs', '?')} {noun} on {', '.join(prov.get('devices', [])) or '?'}, "
+            f"{str(prov.get('last_date', '?'))[:10]}")
+
+
 def load_full_results(results_dir=None) -> dict | None:
     """nbkit's own full-scale Fig. 6 results: the first of :data:`RESULT_FILES` found in
     ``results_dir`` (default ``data/results/``), as ``{"key", "curves", "dense", "path",
@@ -84,15 +96,10 @@ def load_full_results(results_dir=None) -> dict | None:
                            "top1": [p[1] for p in pts], "kind": "full",
                            "label": f"{label_for(method)} ({tag})",
                            "std": [std.get(method, {}).get(f"{p[0]:g}") or 0.0 for p in pts]})
-        prov = merged.get("provenance", {})
-        dataset = cfg.get("data", "cifar10")
-        dataset = "cifar100" if cfg.get("num_classes") == 100 else dataset
         epochs = cfg.get("train", {}).get("epochs")
-        caption = (f"nbkit ({variant} variant: {cfg.get('model', '?')}, "
-                   f"{epochs} epochs, {prov.get('runs', '?')} runs on "
-                   f"{', '.join(prov.get('devices', [])) or '?'}, "
-                   f"{str(prov.get('last_date', '?'))[:10]}; CIFAR-10 as JPEG q75)")
-        return {"key": f"{dataset}/{cfg.get('model', '?')}", "curves": curves,
+        caption = (f"nbkit ({variant} variant: {cfg.get('model', '?')}, {epochs} epochs, "
+                   f"{_made(merged.get('provenance', {}), 'runs')}; CIFAR-10 as JPEG q75)")
+        return {"key": _key(cfg), "curves": curves,
                 "dense": summary.get("dense_top1"), "path": str(path), "caption": caption,
                 "label": tag + (f", {epochs} ep." if epochs else "")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -110,18 +117,14 @@ def load_paper_recipe_dense(results_dir=None) -> dict | None:
         return None
     try:
         merged = json.loads(path.read_text())
-        cfg, prov = merged.get("config", {}), merged.get("provenance", {})
+        cfg = merged.get("config", {})
         top1 = merged["summary"]["dense_top1"]
         if top1 is None:
             return None
         epochs = cfg.get("train", {}).get("epochs")
-        dataset = "cifar100" if cfg.get("num_classes") == 100 else cfg.get("data", "cifar10")
-        return {"key": f"{dataset}/{cfg.get('model', '?')}", "top1": float(top1),
-                "epochs": epochs,
+        return {"key": _key(cfg), "top1": float(top1), "epochs": epochs,
                 "caption": (f"dense {top1:.1f}% with the paper's recipe ({epochs} epochs, "
-                            f"{prov.get('runs', '?')} run on "
-                            f"{', '.join(prov.get('devices', [])) or '?'}, "
-                            f"{str(prov.get('last_date', '?'))[:10]})")}
+                            f"{_made(merged.get('provenance', {}), 'run')})")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return {"error": f"{path.name} could not be read ({type(e).__name__}: {e})"}
 
@@ -146,8 +149,11 @@ def full_scale(key: str = "cifar10/vgg16_bn", error_bars: bool = True,
         if found["dense"] is not None:
             denses["dense (nbkit)"] = found["dense"]
     paper_dense = load_paper_recipe_dense(results_dir)
-    if paper_dense and "error" not in paper_dense and paper_dense["key"] == key:
-        denses[f"dense (nbkit, {paper_dense['epochs']} ep.)"] = paper_dense["top1"]
+    if paper_dense and "error" not in paper_dense:
+        if paper_dense["key"] == key:
+            denses[f"dense (nbkit, {paper_dense['epochs']} ep.)"] = paper_dense["top1"]
+        else:
+            paper_dense = None  # for another dataset or model: not drawn, not described
     chance = 1.0 if key.startswith("cifar100") else 0.5 if key.startswith("tiny") else 10.0
     return {"key": key, "curves": curves, "dense": denses, "chance": chance, "found": found,
             "ours": ours, "paper_dense": paper_dense}
@@ -185,7 +191,7 @@ def comparison_table(key: str = "cifar10/vgg16_bn", results_dir=None) -> str:
                                     for r in rhos)
         rows.append(line)
     extra = result["paper_dense"]
-    if extra and "error" not in extra and extra["key"] == key:
+    if extra and "error" not in extra:
         rows.append(f"nbkit {extra['caption']}")
     return "\n".join(row.rstrip() for row in rows)
 
@@ -227,8 +233,8 @@ def _describe_full(result: dict) -> str:
     extra = result.get("paper_dense")
     if extra and "error" in extra:
         text += f" <span style='color:#B00020'>{html.escape(extra['error'])}</span>"
-    elif extra and extra["key"] == result["key"]:
-        text += html.escape(f" Dotted 'dense (nbkit, {extra['epochs']} ep.)': "
+    elif extra:
+        text += html.escape(f" The line 'dense (nbkit, {extra['epochs']} ep.)': "
                             f"{extra['caption']}.")
     return text
 
