@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn.utils import prune as torch_prune
+
+from ..pruning.masks import kept_pruned_attributes
 
 __all__ = ["PRUNABLE", "Layer", "Site", "LayerGraph", "trace", "canonical_name"]
 
@@ -229,30 +230,23 @@ def trace(model: nn.Module, input_shape) -> LayerGraph:
         return hook
 
     flags = {m: m.training for m in model.modules()}
-    # pruning's forward pre-hooks set plain ``module.weight`` attributes: put them back
-    attrs = [(m.__dict__, h._tensor_name, m.__dict__.get(h._tensor_name))
-             for m in model.modules() for h in m._forward_pre_hooks.values()
-             if isinstance(h, torch_prune.BasePruningMethod)]
     p = next(model.parameters())
     x = torch.ones((1, *input_shape), dtype=p.dtype, device=p.device, requires_grad=True)
-    try:
-        for n in hooked:
-            handles.append(named[n].register_forward_pre_hook(pre_hook(n)))
-            handles.append(named[n].register_forward_hook(post_hook(n)))
-        model.eval()
-        with torch.enable_grad():
-            xin = x.clone()
-            out = model(xin)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, t in flags.items():
-            m.training = t
-        for store, key, value in attrs:
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
+    # pruning's forward pre-hooks set plain ``module.weight`` attributes: put them back
+    with kept_pruned_attributes(model):
+        try:
+            for n in hooked:
+                handles.append(named[n].register_forward_pre_hook(pre_hook(n)))
+                handles.append(named[n].register_forward_hook(post_hook(n)))
+            model.eval()
+            with torch.enable_grad():
+                xin = x.clone()
+                out = model(xin)
+        finally:
+            for h in handles:
+                h.remove()
+            for m, t in flags.items():
+                m.training = t
     outputs = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
 
     for i, c in enumerate(calls):

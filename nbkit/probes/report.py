@@ -8,7 +8,7 @@ from torch import nn
 
 from .flows import _resolve_shape, hidden_sites, layer_abs_totals, layer_totals, neuron_flows
 from .graph import _NONHOMOGENEOUS_OPS, BATCHNORM, HOMOGENEOUS, LayerGraph, trace
-from .saliency import Saliency, _batches, compute
+from .saliency import OBJECTIVES, Saliency, _batches, compute
 
 __all__ = ["conservation_report", "ConservationReport"]
 
@@ -42,9 +42,11 @@ def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, 
     neuron, network = [], []
     mods = {n for site in graph.sites for n in site.modules} | set(graph.output_modules)
     ops = {o for site in graph.sites for o in site.ops} | set(graph.output_ops)
-    synflow = sal.objective == "synflow"
-    if sal.objective == "magnitude":
-        msg = "the magnitude objective ½‖θ‖² does not flow through the network"
+    objective = OBJECTIVES.get(sal.objective)
+    affine_bn = objective is not None and objective.batchnorm_as_affine
+    if objective is not None and not objective.flows:
+        msg = (f"the {objective.name} objective {objective.formula} does not flow "
+               "through the network")
         return {"neuron": [msg], "network": [msg]}
     bad = [n for n in sorted(mods) if not isinstance(graph.modules[n], (*HOMOGENEOUS, *BATCHNORM))]
     bad += sorted({o.split("Backward")[0] for o in ops if o.startswith(_NONHOMOGENEOUS_OPS)})
@@ -54,7 +56,7 @@ def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, 
         neuron.append(msg)
         network.append(msg)
     bns = [n for n in sorted(mods) if isinstance(graph.modules[n], BATCHNORM)]
-    train_bn = [n for n in bns if graph.modules[n].training and not synflow]
+    train_bn = [n for n in bns if graph.modules[n].training and not affine_bn]
     if train_bn:
         msg = f"BatchNorm in train mode ({', '.join(train_bn[:3])})"
         neuron.append(msg)
@@ -116,11 +118,12 @@ def conservation_report(model: nn.Module, objective="synflow", data=None, *, inp
     """
     if tol is None:
         tol = 1e-9 if dtype == torch.float64 else 1e-4
-    if objective == "loss":
+    needs_data = isinstance(objective, str) and OBJECTIVES[objective].needs_data
+    if needs_data:
         data = _batches(data)  # once: an iterator is read only once
     sal = compute(model, objective, data, input_shape=input_shape, dtype=dtype, device=device)
     S = sal.scores
-    if objective == "loss":
+    if needs_data:
         shape = tuple(data[0][0].shape[1:])
     else:
         shape = _resolve_shape(model, input_shape)

@@ -17,9 +17,30 @@ from torch import nn
 from .. import device as _device
 from .graph import canonical_name
 
-__all__ = ["saliency", "OBJECTIVES", "Saliency", "compute"]
+__all__ = ["saliency", "OBJECTIVES", "Objective", "Saliency", "compute"]
 
-OBJECTIVES = ("synflow", "loss", "magnitude")
+
+@dataclass(frozen=True)
+class Objective:
+    """A named objective R whose saliency the probes measure.
+
+    fn: ``(working copy, data, input_shape, device) -> R`` (a scalar tensor).
+    needs_data: R is computed on ``(x, y)`` batches (the loss).
+    needs_input_shape: R runs the model on a made-up input of one input's shape.
+    flows: R is computed by a pass through the network, so the conservation laws can
+        hold for it (the magnitude ½‖θ‖² does not pass through the network at all).
+    batchnorm_as_affine: R is evaluated in eval mode, so a BatchNorm layer acts as a
+        fixed affine map whatever its own train/eval flag (SynFlow).
+    formula: R in symbols, for messages.
+    """
+
+    name: str
+    fn: object
+    needs_data: bool = False
+    needs_input_shape: bool = False
+    flows: bool = True
+    batchnorm_as_affine: bool = False
+    formula: str = ""
 
 
 @dataclass
@@ -50,21 +71,36 @@ def _batches(data):
     return [tuple(b[:2]) for b in batches]
 
 
+def _synflow(work, data, input_shape, dev):
+    # R on the |θ| network, in eval mode; |θ| is taken out of place, so that
+    # dR/dθ ⊙ θ = |θ| ⊙ dR/d|θ|, SynFlow's score
+    from .. import pruning
+
+    return pruning.synflow_objective(work, input_shape=input_shape)
+
+
+def _loss(work, data, input_shape, dev):
+    total = 0.0
+    for x, y in _batches(data):
+        total = total + F.cross_entropy(work(x), y.to(dev))
+    return total
+
+
+def _magnitude(work, data, input_shape, dev):
+    return 0.5 * sum((p * p).sum() for p in work.parameters())
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
+    Objective("synflow", _synflow, needs_input_shape=True, batchnorm_as_affine=True),
+    Objective("loss", _loss, needs_data=True),
+    Objective("magnitude", _magnitude, flows=False, formula="½‖θ‖²"),
+)}
+
+
 def _objective(work, objective, data, input_shape, dev):
     """R on the working copy (inside any |θ| swap the caller set up)."""
-    if objective == "synflow":
-        # R on the |θ| network, in eval mode; |θ| is taken out of place, so that
-        # dR/dθ ⊙ θ = |θ| ⊙ dR/d|θ|, SynFlow's score
-        from .. import pruning
-
-        return pruning.synflow_objective(work, input_shape=input_shape)
-    if objective == "loss":
-        total = 0.0
-        for x, y in _batches(data):
-            total = total + F.cross_entropy(work(x), y.to(dev))
-        return total
-    if objective == "magnitude":
-        return 0.5 * sum((p * p).sum() for p in work.parameters())
+    if isinstance(objective, str):
+        return OBJECTIVES[objective].fn(work, data, input_shape, dev)
     return objective(work)
 
 
@@ -75,14 +111,14 @@ def compute(model: nn.Module, objective="synflow", data=None, *, input_shape=Non
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(objective, str) and objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; use one of {OBJECTIVES} "
+        raise ValueError(f"unknown objective {objective!r}; use one of {tuple(OBJECTIVES)} "
                          "or a callable model -> scalar")
     if not (isinstance(objective, str) or callable(objective)):
         raise ValueError("objective must be a name or a callable model -> scalar tensor")
     if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
     dev = _device.get(device)
-    if objective == "synflow":
+    if isinstance(objective, str) and OBJECTIVES[objective].needs_input_shape:
         from .. import pruning
 
         input_shape = pruning.resolve_input_shape(model, input_shape)

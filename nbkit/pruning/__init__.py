@@ -26,10 +26,12 @@ from .functional import (
 from .masks import (
     apply_masks,
     is_pruned,
+    kept_pruned_attributes,
     load_state_dict,
     locate,
     masks,
     prunable_parameters,
+    pruned_attributes,
     remove,
 )
 from .metrics import (
@@ -41,13 +43,14 @@ from .metrics import (
     layer_density,
 )
 from .prune import SCHEDULES, SCOPES, prune, schedule_counts, score
-from .scores import SCORERS, ScoreContext, Scorer, needs_data, register
+from .scores import SCORERS, ScoreContext, Scorer, iterations_for, needs_data, register
 from .scores import names as methods
 
 __all__ = [
-    "prune", "score", "methods", "needs_data", "SCHEDULES", "SCOPES", "schedule_counts",
+    "prune", "score", "methods", "needs_data", "iterations_for", "SCHEDULES", "SCOPES",
+    "schedule_counts",
     "masks", "apply_masks", "remove", "load_state_dict", "is_pruned", "prunable_parameters",
-    "locate",
+    "locate", "pruned_attributes", "kept_pruned_attributes",
     "layer_density", "collapsed", "effective_masks", "effective_density", "disconnected",
     "critical_compression",
     "synflow_objective", "absolute_values", "resolve_input_shape", "ones_input", "eval_mode",

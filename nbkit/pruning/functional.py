@@ -8,20 +8,15 @@ fields and train/eval flags are exactly as they were afterwards, even if scoring
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
-from torch.nn.utils import prune as torch_prune
 
-from .masks import _pruning_hook, locate
+from .masks import hook_disabled, is_pruned, kept_pruned_attributes, locate
 
 __all__ = ["substitute", "eval_mode", "absolute_values", "resolve_input_shape",
            "synflow_objective", "ones_input"]
-
-
-def _noop_hook(module, args):
-    return None
 
 
 @contextmanager
@@ -36,14 +31,10 @@ def substitute(model: nn.Module, tensors: Mapping[str, torch.Tensor]):
     """
     undo = []
     modules = dict(model.named_modules())
-    try:
+    with ExitStack() as stack:
         # pruning hooks set plain attributes as a side effect of forward: keep them
-        for module in modules.values():
-            for hook in module._forward_pre_hooks.values():
-                if isinstance(hook, torch_prune.BasePruningMethod):
-                    attr = hook._tensor_name
-                    if attr in module.__dict__:
-                        undo.append((module.__dict__, attr, module.__dict__[attr]))
+        stack.enter_context(kept_pruned_attributes(model))
+        stack.callback(_put_back, undo)
         for name, tensor in tensors.items():
             path, _, attr = name.rpartition(".")
             module = modules.get(path)
@@ -55,17 +46,17 @@ def substitute(model: nn.Module, tensors: Mapping[str, torch.Tensor]):
             elif attr in module._buffers:
                 undo.append((module._buffers, attr, module._buffers[attr]))
                 module._buffers[attr] = tensor
-            else:
-                key, hook = _pruning_hook(module, attr)
-                if key is None:
-                    raise ValueError(f"cannot substitute {name!r}: no such parameter or buffer")
-                undo.append((module._forward_pre_hooks, key, hook))
-                module._forward_pre_hooks[key] = _noop_hook
+            elif is_pruned(module, attr):
+                stack.enter_context(hook_disabled(module, attr))
                 module.__dict__[attr] = tensor
+            else:
+                raise ValueError(f"cannot substitute {name!r}: no such parameter or buffer")
         yield model
-    finally:
-        for store, key, value in reversed(undo):
-            store[key] = value
+
+
+def _put_back(undo) -> None:
+    for store, key, value in reversed(undo):
+        store[key] = value
 
 
 @contextmanager

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 __all__ = ["prunable_parameters", "masks", "apply_masks", "remove", "load_state_dict",
-           "is_pruned", "locate"]
+           "is_pruned", "locate", "pruned_attributes", "kept_pruned_attributes",
+           "hook_disabled"]
 
 _PRUNABLE_OPTIONS = ("bias", "batchnorm", "final")
 
@@ -47,12 +49,60 @@ def locate(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return module, attr
 
 
+def _hooks(module: nn.Module) -> list:
+    """``(key, hook)`` of every ``torch.nn.utils.prune`` pre-hook of ``module``. The one
+    place in nbkit that reads torch's private hook dict."""
+    return [(key, hook) for key, hook in module._forward_pre_hooks.items()
+            if isinstance(hook, torch_prune.BasePruningMethod)]
+
+
 def _pruning_hook(module: nn.Module, attr: str):
     """The (key, hook) of the ``torch.nn.utils.prune`` pre-hook that masks ``attr``."""
-    for key, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, torch_prune.BasePruningMethod) and hook._tensor_name == attr:
+    for key, hook in _hooks(module):
+        if hook._tensor_name == attr:
             return key, hook
     return None, None
+
+
+def pruned_attributes(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """``(module name, module, attribute)`` of every masked tensor of ``model`` (the
+    attribute is ``"weight"`` for a pruned ``module.weight``)."""
+    return [(name, module, hook._tensor_name) for name, module in model.named_modules()
+            for _, hook in _hooks(module)]
+
+
+@contextmanager
+def kept_pruned_attributes(model: nn.Module):
+    """Run the block, then put back the plain ``module.<attr>`` tensors that the pruning
+    hooks set as a side effect of each forward (or remove them when there were none),
+    so that a forward pass or a re-initialisation inside the block leaves no trace."""
+    saved = [(m, attr, m.__dict__.get(attr)) for _, m, attr in pruned_attributes(model)]
+    try:
+        yield saved
+    finally:
+        for module, attr, value in saved:
+            if value is None:
+                module.__dict__.pop(attr, None)
+            else:
+                module.__dict__[attr] = value
+
+
+@contextmanager
+def hook_disabled(module: nn.Module, attr: str):
+    """Switch off the pruning hook of ``module.<attr>`` inside the block (so that a
+    tensor set as ``module.<attr>`` is used as it is). ValueError if there is none."""
+    key, hook = _pruning_hook(module, attr)
+    if key is None:
+        raise ValueError(f"{type(module).__name__}.{attr} is not pruned")
+    module._forward_pre_hooks[key] = _noop_hook
+    try:
+        yield
+    finally:
+        module._forward_pre_hooks[key] = hook
+
+
+def _noop_hook(module, args):
+    return None
 
 
 def is_pruned(module: nn.Module, attr: str = "weight") -> bool:
@@ -173,13 +223,10 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
     Keys are the names of the unpruned model; an unpruned model gives ``{}``.
     """
     out = {}
-    for mod_name, module in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, torch_prune.BasePruningMethod):
-                attr = hook._tensor_name
-                if is_pruned(module, attr):
-                    out[prefix + attr] = module._buffers[f"{attr}_mask"].detach() != 0
+    for mod_name, module, attr in pruned_attributes(model):
+        if is_pruned(module, attr):
+            prefix = f"{mod_name}." if mod_name else ""
+            out[prefix + attr] = module._buffers[f"{attr}_mask"].detach() != 0
     return out
 
 
@@ -223,12 +270,10 @@ def remove(model: nn.Module) -> nn.Module:
     """Make every mask permanent: ``weight = weight_orig * weight_mask`` becomes a plain
     Parameter again (the same Parameter object as ``weight_orig``) and the mask and hook
     go away. Pruned weights stay exactly zero but are no longer held at zero by training."""
-    for module in model.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, torch_prune.BasePruningMethod):
-                torch_prune.remove(module, hook._tensor_name)
-                for key in _detach_hooks(module, hook._tensor_name):
-                    del module._forward_hooks[key]
+    for _, module, attr in pruned_attributes(model):
+        torch_prune.remove(module, attr)
+        for key in _detach_hooks(module, attr):
+            del module._forward_hooks[key]
     return model
 
 

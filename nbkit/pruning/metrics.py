@@ -26,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 from .functional import eval_mode, ones_input, substitute
 from .masks import is_pruned, locate, masks, prunable_parameters
 from .prune import prune
+from .scores import iterations_for
 
 __all__ = ["layer_density", "collapsed", "effective_masks", "effective_density",
            "disconnected", "critical_compression"]
@@ -222,7 +223,7 @@ def critical_compression(build, method: str, *, iterations: int | None = None,
     elif not callable(build):
         raise ValueError("build must be a callable returning a fresh model, or a model")
     if iterations is None:
-        iterations = 100 if str(method).lower() == "synflow" else 1
+        iterations = iterations_for(method)
     first = build()
     params = prunable_parameters(first, prune_kwargs.get("prunable"))
     if not params:

@@ -25,7 +25,7 @@ from ..device import get as get_device
 from . import scores as _scores
 from .batches import collect_batches
 from .functional import _float_dtype, eval_mode, resolve_input_shape
-from .masks import apply_masks, masks, prunable_parameters
+from .masks import apply_masks, kept_pruned_attributes, masks, prunable_parameters
 from .select import LiveSet, select
 
 __all__ = ["prune", "score", "schedule_counts", "SCHEDULES", "SCOPES"]
@@ -176,7 +176,7 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
                    for a, s in zip(alive_counts, sizes)]
         offsets = [sum(sizes[:i]) for i in range(n_layers)]
         groups = list(zip(offsets, sizes))
-    shape = resolve_input_shape(model, input_shape) if scorer.name == "synflow" else input_shape
+    shape = resolve_input_shape(model, input_shape) if scorer.needs_input_shape else input_shape
     dtype = _float_dtype(model)
     batches = (collect_batches(model, data, dev, dtype, num_batches) if scorer.needs_data
                else [])
@@ -230,7 +230,7 @@ def score(model: nn.Module, method: str, data=None, *, prunable=None, input_shap
                          "of (x, y) batches")
     dev = _resolve_device(model, params, None)
     dtype = dtype or _float_dtype(model)
-    shape = resolve_input_shape(model, input_shape) if scorer.name == "synflow" else input_shape
+    shape = resolve_input_shape(model, input_shape) if scorer.needs_input_shape else input_shape
     batches = collect_batches(model, data, dev, dtype, num_batches) if scorer.needs_data else []
     old = masks(model)
     alive0 = [old[n].reshape(-1) if n in old else None for n in params]
@@ -423,27 +423,14 @@ def _history_dicts(records, names, sizes, n_total):
 def _reinitialize(model: nn.Module) -> None:
     """Re-draw the weights: nbkit's initialisation for models built by nbkit, else each
     module's ``reset_parameters()``. Pruned tensors are re-drawn through ``*_orig``."""
-    from torch.nn.utils import prune as torch_prune
-
     from ..models import init_weights
 
-    exposed = []
-    for module in model.modules():
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, torch_prune.BasePruningMethod):
-                attr = hook._tensor_name
-                exposed.append((module, attr, module.__dict__.get(attr)))
-                module.__dict__[attr] = module._parameters[f"{attr}_orig"]
-    try:
+    with kept_pruned_attributes(model) as exposed:
+        for module, attr, _ in exposed:
+            module.__dict__[attr] = module._parameters[f"{attr}_orig"]
         if getattr(model, "arch", None) is not None:
             init_weights(model)
         else:
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
-    finally:
-        for module, attr, value in exposed:
-            if value is None:
-                module.__dict__.pop(attr, None)
-            else:
-                module.__dict__[attr] = value

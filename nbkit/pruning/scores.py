@@ -29,8 +29,8 @@ from torch import nn
 from .functional import ones_input, substitute
 from .masks import is_pruned, locate
 
-__all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get",
-           "GRASP_TEMPERATURE"]
+__all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get", "needs_data",
+           "iterations_for", "GRASP_TEMPERATURE"]
 
 GRASP_TEMPERATURE = 200.0
 
@@ -60,6 +60,10 @@ class Scorer:
     absolute: the scorer wants |θ| ⊙ m as its weights (SynFlow).
     abs_scores: the score is the absolute value of what ``fn`` writes; the pruning loop
         takes it on the weights still alive only (cheaper than on every weight).
+    iterations: how many times the paper re-scores on the way to a density (SynFlow:
+        100; the single-shot pruners: 1). The default of every sweep and study.
+    needs_input_shape: the score runs the model on a made-up input (SynFlow's all-ones
+        input), so it needs the shape of one input.
     """
 
     name: str
@@ -68,17 +72,23 @@ class Scorer:
     absolute: bool = False
     doc: str = ""
     abs_scores: bool = False
+    iterations: int = 1
+    needs_input_shape: bool = False
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
 def register(name: str, *, needs_data: bool = False, absolute: bool = False,
-             abs_scores: bool = False):
+             abs_scores: bool = False, iterations: int = 1, needs_input_shape: bool = False):
     """Decorator adding a scorer function to :data:`SCORERS`."""
+    if not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"scorer {name!r}: iterations must be a positive int, got "
+                         f"{iterations!r}")
+
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip(),
-                               abs_scores)
+                               abs_scores, iterations, needs_input_shape)
         return fn
     return deco
 
@@ -91,6 +101,17 @@ def names() -> list[str]:
 def needs_data(method: str) -> bool:
     """Whether ``method`` scores with pruning batches (SNIP and GraSP do)."""
     return get(method).needs_data
+
+
+def iterations_for(method: str, cap: int | None = None) -> int:
+    """The number of iterations ``method`` prunes in: the paper's (SynFlow 100, the
+    single-shot pruners 1), at most ``cap`` when given (quick mode's smaller budget)."""
+    n = get(method).iterations
+    if cap is None:
+        return n
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ValueError(f"an iteration cap must be a positive int or None, got {cap!r}")
+    return min(n, cap)
 
 
 def get(method: str) -> Scorer:
@@ -192,7 +213,7 @@ def grasp(model, weights, out, ctx):
     return total
 
 
-@register("synflow", absolute=True, abs_scores=True)
+@register("synflow", absolute=True, abs_scores=True, iterations=100, needs_input_shape=True)
 def synflow(model, weights, out, ctx):
     """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
     all-ones input. Writes ∂R/∂θ ⊙ |θ| (nonnegative in a network of ReLUs, pooling,

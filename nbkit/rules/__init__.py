@@ -47,10 +47,11 @@ from .convert import (
 )
 from .functions import FeedbackFunction
 from .layers import FeedbackConv2d, FeedbackLinear
-from .registry import QUICK, RULES, Rule, get, names, register, resolve
+from .registry import QUICK, ROUTES, RULES, Rule, get, names, ordered, register, resolve, route
 
 __all__ = [
-    "convert", "unconvert", "names", "get", "resolve", "register", "Rule", "RULES", "QUICK",
+    "convert", "unconvert", "names", "ordered", "route", "ROUTES", "get", "resolve", "register",
+    "Rule", "RULES", "QUICK",
     "alignment_angles", "gradient_angles", "norm_ratios", "angle", "weight_layers",
     "AngleLogger", "NoisyUpdates", "FeedbackLinear", "FeedbackConv2d", "FeedbackFunction",
     "converted_layers", "feedback_parameters", "param_groups", "rule_of",

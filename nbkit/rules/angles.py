@@ -35,7 +35,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _kernel(m: nn.Module) -> torch.Tensor:
     w = m.weight.detach()
-    if not isinstance(m, FeedbackLayer) or m._override == "backprop":
+    if not isinstance(m, FeedbackLayer) or m._override == "exact":
         return w
     fb = m.masked_feedback()
     return feedback_kernel(m._plan, w, None if fb is None else fb.detach())
@@ -131,7 +131,7 @@ def gradient_angles(model: nn.Module, batch, loss_fn=None) -> dict[str, float]:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             with _override(model, "nograd"):
                 rule = _sent_gradients(model, layers, x, y, loss_fn)
-            with _override(model, "backprop"):
+            with _override(model, "exact"):
                 true = _sent_gradients(model, layers, x, y, loss_fn)
     finally:
         with torch.no_grad():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import registry
 from .angles import alignment_angles, gradient_angles, norm_ratios
 from .convert import converted_layers
 from .layers import param_of
@@ -69,7 +70,8 @@ class AngleLogger:
 class NoisyUpdates:
     """Noisy updates ([TR]'s weight estimation): after each optimizer step every tensor
     that was updated gets ``θ += lr · ξ``, ξ ~ N(0, σ²), with its own group's lr. For a
-    Kolen-Pollack layer only B gets the noise (its W and bias do not).
+    layer whose rule transports W's update to B (Kolen-Pollack) only B gets the noise
+    (its W and bias do not).
 
     Args:
         sigma: the noise scale σ.
@@ -85,7 +87,7 @@ class NoisyUpdates:
     def _excluded(self, model: nn.Module) -> set[int]:
         skip = set()
         for _, m in converted_layers(model):
-            if m.rule == "kolen_pollack":
+            if registry.get(m.rule).transport:  # Kolen-Pollack: W's update is B's
                 skip.update(id(p) for p in (param_of(m, "weight"), param_of(m, "bias"))
                             if p is not None)
         return skip

@@ -53,7 +53,7 @@ class FeedbackLayer:
     """Mixin with what both converted layer types share."""
 
     rule: str
-    _override = None  # None, "backprop" (exact autograd) or "nograd" (no B gradient)
+    _override = None  # None, "exact" (plain autograd: B = Wᵀ) or "nograd" (no B gradient)
 
     def masked_feedback(self):
         """F as the backward pass uses it: ``feedback``, times the layer's pruning mask
@@ -96,7 +96,7 @@ class FeedbackLinear(FeedbackLayer, nn.Linear):
     """An ``nn.Linear`` whose backward pass sends δy through B (see :mod:`.functions`)."""
 
     def forward(self, x):
-        if self._override == "backprop":
+        if self._override == "exact":
             return nn.Linear.forward(self, x)
         x, w, b, fb = self._inputs(x)
         shape = x.shape
@@ -112,7 +112,7 @@ class FeedbackConv2d(FeedbackLayer, nn.Conv2d):
     _pad_mode = "constant"
 
     def forward(self, x):
-        if self._override == "backprop":
+        if self._override == "exact":
             return nn.Conv2d.forward(self, x)
         unbatched = x.dim() == 3
         if unbatched:

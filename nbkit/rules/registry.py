@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["Rule", "RULES", "QUICK", "names", "get", "resolve", "register"]
+__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "names", "ordered", "route", "get", "resolve",
+           "register"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class Rule:
         transport: B's gradient includes W's gradient (Kolen-Pollack's transported update).
         shares_decay: W gets the same decay as B (Kolen-Pollack), through its ``optim``
             weight-decay override, so that B − Wᵀ shrinks geometrically.
+        route: where the rule sits in [TR]'s story: ``"reference"`` (backprop),
+            ``"local"`` (B learned from what the layer itself sees), ``"estimation"``
+            (weight estimation: B tracks W through W, W x or W's updates) or ``"other"``.
+        order: position in listings, legends and dropdowns (lowest first).
         summary: one line for listings.
     """
 
@@ -48,6 +53,8 @@ class Rule:
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     transport: bool = False
     shares_decay: bool = False
+    route: str = "other"
+    order: int = 100
     summary: str = ""
 
     @property
@@ -58,6 +65,9 @@ class Rule:
     @property
     def learned(self) -> bool:
         return self.feedback == "learned"
+
+
+ROUTES = ("reference", "local", "estimation", "other")
 
 
 def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
@@ -73,20 +83,24 @@ def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
 _SAMPLES = {"samples": 64}
 
 RULES: dict[str, Rule] = {r.name: r for r in (
-    _rule("backprop", "transpose", summary="B = Wᵀ (weight transport)"),
-    _rule("feedback_alignment", "fixed", summary="fixed random B"),
-    _rule("sign_symmetry", "sign", summary="B = sign(Wᵀ), scaled to W's init"),
+    _rule("backprop", "transpose", route="reference", order=0,
+          summary="B = Wᵀ (weight transport)"),
+    _rule("feedback_alignment", "fixed", route="local", order=10, summary="fixed random B"),
+    _rule("sign_symmetry", "sign", route="other", order=20,
+          summary="B = sign(Wᵀ), scaled to W's init"),
     _rule("weight_mirror", "learned", {"alpha": ("decay", 1e-3), "beta": ("amp", 1e-3)},
-          _SAMPLES, noise_inputs=True, summary="decay + amp on white-noise inputs"),
-    _rule("kolen_pollack", "learned", {"alpha": ("decay", 1e-3)}, transport=True, shares_decay=True,
-          summary="B gets W's update (transported) and a shared decay"),
+          _SAMPLES, noise_inputs=True, route="local", order=30,
+          summary="decay + amp on white-noise inputs"),
     _rule("information_alignment", "learned",
           {"alpha": ("amp", 2e-3), "beta": ("null", 1e-3), "gamma": ("decay", 1e-3)},
-          _SAMPLES, summary="amp + null + decay"),
+          _SAMPLES, route="local", order=40, summary="amp + null + decay"),
+    _rule("kolen_pollack", "learned", {"alpha": ("decay", 1e-3)}, transport=True,
+          shares_decay=True, route="estimation", order=50,
+          summary="B gets W's update (transported) and a shared decay"),
     _rule("activation_alignment", "learned", {"alpha": ("sparse", 1e-3), "beta": ("amp", 2e-3)},
-          _SAMPLES, summary="sparse + amp (uses W x)"),
+          _SAMPLES, route="estimation", order=60, summary="sparse + amp (uses W x)"),
     _rule("symmetric_alignment", "learned", {"alpha": ("decay", 1e-3), "beta": ("self", 2e-3)},
-          summary="decay + self (uses W)"),
+          route="estimation", order=70, summary="decay + self (uses W)"),
 )}
 
 # Quick-mode presets for short demos (a few hundred SGD steps at lr ~0.05-0.1, momentum 0.9).
@@ -116,12 +130,30 @@ def names() -> list[str]:
     return sorted(RULES)
 
 
+def ordered(rules=None) -> list[str]:
+    """``rules`` (default: every registered rule) in display order; names that are not
+    registered come last, sorted."""
+    rules = list(RULES) if rules is None else list(dict.fromkeys(rules))
+    known = sorted((r for r in rules if r in RULES), key=lambda r: (RULES[r].order, r))
+    return known + sorted(r for r in rules if r not in RULES)
+
+
+def route(rule) -> str:
+    """The rule's route (see :class:`Rule`); ``"other"`` for a name not registered."""
+    if isinstance(rule, Rule):
+        return rule.route
+    return RULES[rule].route if rule in RULES else "other"
+
+
 def register(rule: Rule, quick: dict | None = None) -> Rule:
     """Add a rule (for instance a new combination of primitives) to the registry."""
     if not isinstance(rule, Rule):
         raise ValueError(f"register takes a Rule, got {type(rule).__name__}")
     if rule.feedback not in ("transpose", "fixed", "sign", "learned"):
         raise ValueError(f"rule {rule.name!r}: unknown feedback kind {rule.feedback!r}")
+    if rule.route not in ROUTES:
+        raise ValueError(f"rule {rule.name!r}: unknown route {rule.route!r}; use one of "
+                         f"{list(ROUTES)}")
     from .primitives import PRIMITIVES
 
     for coef, (prim, _) in rule.terms.items():
