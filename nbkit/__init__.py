@@ -14,7 +14,7 @@ import random
 __version__ = "0.1.0"
 
 _SUBMODULES = ("data", "device", "experiments", "models", "probes", "pruning", "rules",
-               "train", "viz", "widgets")
+               "studies", "train", "viz", "widgets")
 __all__ = [*_SUBMODULES, "seed", "mode"]
 
 

@@ -9,12 +9,16 @@ Callbacks are objects with any of these methods, each called with the loop's
 :class:`State`: ``on_fit_start``, ``after_backward`` (gradients ready, before the
 optimizer step), ``after_step`` (after the optimizer step), ``on_epoch_end`` and
 ``on_fit_end``. A plain function is called as ``after_step``.
+
+:func:`iter_fit` is the same loop as a generator that hands back the :class:`State`
+every few steps, for apps that draw a run while it trains.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -26,7 +30,8 @@ from tqdm.auto import tqdm
 from . import data as _data
 from .device import get as get_device
 
-__all__ = ["fit", "evaluate", "param_groups", "make_optimizer", "State", "SCHEDULES"]
+__all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "State",
+           "SCHEDULES", "RECIPES", "steps_per_epoch"]
 
 HOOKS = ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end")
 
@@ -34,7 +39,9 @@ HOOKS = ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit
 @dataclass
 class State:
     """What callbacks see. ``history`` is the dict that :func:`fit` returns; callbacks may
-    add keys to it (lists of JSON-friendly values)."""
+    add keys to it (lists of JSON-friendly values). ``seen``, ``loss_sum`` and
+    ``correct`` count the training examples, their summed loss and their correct
+    predictions since the start (tensors on the device: read them when logging)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -46,6 +53,9 @@ class State:
     batch: tuple | None = None
     loss: torch.Tensor | None = None
     lr: float = 0.0
+    seen: int = 0
+    loss_sum: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -96,6 +106,34 @@ def _constant(*_):
 
 
 SCHEDULES = {"cosine": _cosine, "multistep": _multistep, "constant": _constant}
+
+# Training recipes: keyword arguments of :func:`fit`.
+RECIPES = {
+    # The SynFlow paper's VGG recipe: 160 epochs, lr 0.1 x0.1 at epochs 60 and 120.
+    "paper": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                  weight_decay=1e-4, schedule="multistep", milestones=[60, 120], gamma=0.1),
+    # Shortened, sized to train all 16 vgg16_bn runs in about a quarter of an hour of
+    # one GPU: 30 epochs with a cosine schedule, batch 512 (a quarter of the optimizer
+    # steps, each one less dominated by per-kernel launch cost) at lr 0.2, and weight
+    # decay 5e-4, the usual value for short CIFAR schedules.
+    "short": dict(epochs=30, batch_size=512, lr=0.2, momentum=0.9, nesterov=True,
+                  weight_decay=5e-4, schedule="cosine", milestones=[], gamma=0.1),
+    # Shortened for the learning rules: 20 epochs, cosine, batch 256 at lr 0.1; weight
+    # decay as in the ResNet recipe.
+    "short_rules": dict(epochs=20, batch_size=256, lr=0.1, momentum=0.9, nesterov=True,
+                        weight_decay=1e-4, schedule="cosine", milestones=[], gamma=0.1),
+    # The usual CIFAR ResNet recipe (He et al. 2016).
+    "resnet": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                   weight_decay=1e-4, schedule="multistep", milestones=[80, 120], gamma=0.1),
+    # CPU demo on the mini dataset (the quick variants cap it at a few dozen steps).
+    "quick": dict(epochs=1, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
+                  weight_decay=5e-4, schedule="cosine", milestones=[], gamma=0.1),
+}
+
+
+def steps_per_epoch(recipe: dict, train_images: int = 50_000) -> int:
+    """Optimizer steps per epoch of ``recipe`` (the last partial batch is dropped)."""
+    return train_images // recipe["batch_size"]
 
 
 def _resolve_data(data, device):
@@ -152,15 +190,29 @@ def _call(callbacks, hook, state):
             fn(state)
 
 
-def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | None = None,
-        batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
-        weight_decay: float = 5e-4, schedule: str = "cosine", milestones=(), gamma: float = 0.1,
-        augment: bool = True, device=None, amp: bool | None = None,
-        channels_last: bool | None = None, compile: bool = False, callbacks=(),
-        optimizer: torch.optim.Optimizer | None = None, progress: bool = True,
-        eval_every: int = 1, eval_batch_size: int = 1000, seed: int | None = None,
-        label_smoothing: float = 0.0) -> dict:
-    """Train ``model`` on ``data`` and return its history.
+def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, **kwargs) -> dict:
+    """Train ``model`` on ``data`` and return its history (see :func:`iter_fit` for
+    every argument).
+
+    Returns:
+        a dict of lists, one entry per evaluation: ``epoch``, ``step``, ``train_loss``,
+        ``train_acc``, ``test_loss``, ``test_acc``, ``lr``, ``time`` (seconds of training
+        in that epoch), plus ``config`` and whatever callbacks added.
+    """
+    (last,) = deque(iter_fit(model, data, epochs, **kwargs), maxlen=1)
+    return last.history
+
+
+def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
+             steps: int | None = None, batch_size: int = 128, lr: float = 0.1,
+             momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
+             schedule: str = "cosine", milestones=(), gamma: float = 0.1,
+             augment: bool = True, device=None, amp: bool | None = None,
+             channels_last: bool | None = None, compile: bool = False, callbacks=(),
+             optimizer: torch.optim.Optimizer | None = None, progress: bool = True,
+             eval_every: int = 1, eval_batch_size: int = 1000, seed: int | None = None,
+             label_smoothing: float = 0.0, every: int | None = None):
+    """Train ``model`` on ``data``; a generator of the loop's :class:`State`.
 
     Args:
         model: any classifier; pruned (nbkit.pruning) and converted (nbkit.rules) models
@@ -179,12 +231,15 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | 
         optimizer: use this optimizer instead of SGD over :func:`param_groups`.
         seed: seeds the model-independent randomness of the loop (batch order and
             augmentation); use :func:`nbkit.seed` before building the model as well.
+        every: also yield after every ``every``-th optimizer step (after the epoch's
+            evaluation when that step ends an epoch); None: only once, at the end.
 
-    Returns:
-        a dict of lists, one entry per evaluation: ``epoch``, ``step``, ``train_loss``,
-        ``train_acc``, ``test_loss``, ``test_acc``, ``lr``, ``time`` (seconds of training
-        in that epoch), plus ``config`` and whatever callbacks added.
+    Yields the :class:`State` (its ``history`` grows as :func:`fit` describes), the last
+    time after training and ``on_fit_end``.
     """
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                              or every < 1):
+        raise ValueError(f"every must be a positive int or None, got {every!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
     if epochs < 1 and not steps:
@@ -226,7 +281,8 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | 
                           "nesterov": nesterov, "weight_decay": weight_decay,
                           "schedule": schedule, "milestones": list(milestones),
                           "augment": augment, "device": str(dev), "seed": seed}}
-    state = State(model, opt, dev, history, total)
+    state = State(model, opt, dev, history, total, loss_sum=torch.zeros((), device=dev),
+                  correct=torch.zeros((), device=dev, dtype=torch.long))
     callbacks = list(callbacks)
     _call(callbacks, "on_fit_start", state)
 
@@ -240,7 +296,7 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | 
             correct = torch.zeros((), device=dev, dtype=torch.long)
             seen = 0
             t0 = time.perf_counter()
-            for x, y in train_batches:
+            for i, (x, y) in enumerate(train_batches):
                 if step >= total:
                     break
                 scale = factor(step, total, milestone_steps, gamma)
@@ -257,10 +313,18 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | 
                 step += 1
                 state.step = step
                 _call(callbacks, "after_step", state)
-                loss_sum += loss.detach() * len(y)
-                correct += (out.detach().argmax(1) == y).sum()
+                batch_loss = loss.detach() * len(y)
+                batch_correct = (out.detach().argmax(1) == y).sum()
+                loss_sum += batch_loss
+                correct += batch_correct
                 seen += len(y)
+                state.loss_sum += batch_loss
+                state.correct += batch_correct
+                state.seen += len(y)
                 bar.update(1)
+                closes_epoch = i == per_epoch - 1 or step >= total
+                if every is not None and step % every == 0 and not closes_epoch:
+                    yield state
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             elapsed = time.perf_counter() - t0
@@ -279,7 +343,9 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *, steps: int | 
             _call(callbacks, "on_epoch_end", state)
             if last:
                 break
+            if every is not None and step % every == 0:
+                yield state
     finally:
         bar.close()
     _call(callbacks, "on_fit_end", state)
-    return history
+    yield state

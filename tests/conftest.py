@@ -29,6 +29,19 @@ def full_cifar_dir():
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets on one torch thread: a second thread only adds synchronisation, most of
+    all on a busy 2-core machine, and oversubscribes the cores when several test
+    processes share them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def mini():
     import nbkit

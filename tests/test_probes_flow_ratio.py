@@ -62,14 +62,6 @@ def test_history_scores_are_the_synflow_saliency():
     np.testing.assert_allclose(list(got.values()), history[0]["objective"], rtol=1e-4)
 
 
-@pytest.fixture
-def one_thread():
-    """Convolutions this small gain nothing from threads, and one thread avoids
-    oversubscribing the cores when several test processes share them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.slow

@@ -55,3 +55,16 @@ def test_readme_package_example_runs_and_prints_what_it_says():
     angles = list(namespace["angles"].values())
     assert len(angles) == 22 and all(0 <= a <= 180 for a in angles)  # 19 convs + 2 shortcuts + fc
     assert statistics.mean(angles) > 60  # feedback alignment: B stays far from Wᵀ
+
+
+def test_readme_studies_example_runs_as_written():
+    """The ``nbkit.studies`` snippet of the package list: Fig. 1's quick grid on a
+    1/8-width VGG-16-BN, where SynFlow outlasts magnitude pruning."""
+    section = _section()
+    snippet = section[section.index("- `nbkit.studies`"):]
+    code = re.search(r"```python\n(.*?)```", snippet, re.S).group(1)
+    code = "\n".join(line[2:] if line.startswith("  ") else line for line in code.splitlines())
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    pruners = namespace["sweep"]["pruners"]
+    assert pruners["synflow"]["critical"] > pruners["magnitude"]["critical"]

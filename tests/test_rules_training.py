@@ -19,13 +19,9 @@ def data():
     return nbkit.data.load("cifar10-mini")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is as fast, and far faster on a busy machine."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(rule, **kw):

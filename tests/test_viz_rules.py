@@ -186,6 +186,33 @@ def test_routes():
                                     "activation_alignment")} == {"estimation"}
 
 
+def test_rule_order_and_routes_come_from_the_registry(monkeypatch):
+    from nbkit.rules import registry
+
+    assert V.RULE_ORDER == tuple(registry.ordered()) and V.RULE_ORDER[0] == "backprop"
+    assert {registry.route(r) for r in V.LOCAL_RULES} == {"local"}
+    assert {registry.route(r) for r in V.ESTIMATION_RULES} == {"estimation"}
+    # a rule registered later is styled by its route and placed by its order, by name alone
+    monkeypatch.setitem(registry.RULES, "my_local", registry.Rule("my_local", "fixed",
+                                                                  route="local", order=5))
+    monkeypatch.setitem(registry.RULES, "my_reference", registry.Rule(
+        "my_reference", "transpose", route="reference", order=1))
+    grid = fake_grid()
+    for rule in ("my_local", "my_reference"):
+        grid["rules"].append(rule)
+        grid["test_acc"][rule] = grid["test_acc"]["weight_mirror"]
+        grid["alignment"][rule] = grid["alignment"]["weight_mirror"]
+    fig = V.two_routes_figure(grid, depth=4, sigma=0.3)
+    mine = next(t for t in fig.data if t.name == "my_local" and t.showlegend is not False)
+    assert mine.line.dash == "dot" and mine.legendgroup == "local rules"
+    bars = next(t for t in fig.data if t.type == "bar")
+    assert "my_reference" not in bars.y and "my_local" in bars.y  # a reference has no B
+    assert bars.marker.pattern.shape[list(bars.y).index("my_local")] == "."
+    errors = V.published_figure({"symmetric_alignment": 9.5, "my_local": 30.0,
+                                 "backprop": 9.0})
+    assert list(next(t for t in errors.data if t.type == "bar").x) == ["BP", "my_local", "SA"]
+
+
 def test_two_routes_figure_indexes_the_grid():
     grid = fake_grid()
     fig = V.two_routes_figure(grid, depth=4, sigma=0.3)

@@ -9,21 +9,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbkit.widgets import iterations as wi
-from nbkit.widgets import sweeps
+from nbkit.studies import collapse, iterations
+from nbkit.widgets import iterations as iterations_app
 
-S = sweeps.Settings("test", synflow_iterations=5, prune_samples=20, step=0.5,
-                    critical_step=0.5, cpu_threads=1)
-VGG16 = "vgg16_bn/16"
+S = iterations.Settings("test", max_iterations=5, prune_samples=20, step=0.5,
+                        critical_step=0.5, cpu_threads=1, model="vgg16_bn/16", log10_rho=3.0,
+                        iterations=(1, 10, 100))
 
 
 @pytest.fixture(scope="module")
 def study():
-    return wi.iteration_study(VGG16, S, log10_rho=3.0, iterations=(1, 10, 100))
+    return iterations.iteration_study(S)
 
 
 def test_iterations_slider_brings_the_flow_ratio_below_one(study):
-    app = wi.synflow_iterations_app(study, iterations=1, schedule="exponential")
+    app = iterations_app.synflow_iterations_app(study, iterations=1, schedule="exponential")
     assert app.error is None, app.messages
 
     def ratio():
@@ -48,20 +48,33 @@ def test_more_exponential_iterations_collapse_no_sooner(study):
     assert crit[-1] > crit[0]
     assert study["runs"]["exponential"][1]["max_ratio"] > 1
     with pytest.raises(ValueError, match="were not run"):
-        wi.iterations_view(study, 50, "exponential")
+        iterations_app.iterations_view(study, 50, "exponential")
 
 
-def test_a_synflow_run_whose_network_disconnects_midway_is_reported_not_raised():
+def test_a_synflow_run_whose_network_disconnects_midway_finishes_disconnected():
+    """At 10^-1.5 after one step a 1/8-width VGG-16 has no input-output path left, so R = 0
+    and SynFlow's scores are all zero at step 2. Pruning still finishes: it keeps exactly
+    the weights asked for, and the network is reported disconnected (not raised)."""
     import torch
 
     import nbkit
 
     nbkit.seed(0)
-    net, history = sweeps.build_model("vgg16_bn/8"), []
-    stop = sweeps.prune_synflow(net, 1e-3, 2, "exponential", torch.device("cpu"), history)
-    # the first step, to 10^-1.5, already leaves no input-output path, so R = 0 at step 2
+    net, history = collapse.build_model("vgg16_bn/8"), []
+    nbkit.pruning.prune(net, "synflow", 1e-3, iterations=2, device=torch.device("cpu"),
+                        history=history)
     assert nbkit.pruning.disconnected(net)
-    if stop is None:  # pruning ranked the all-zero scores and finished the run
-        assert len(history) == 2
-    else:
-        assert stop == 2 and len(history) == 1 and history[0]["iteration"] == 1
+    assert len(history) == 2 and history[1]["objective"] == 0.0
+    n = sum(p.numel() for p in nbkit.pruning.prunable_parameters(net).values())
+    kept = sum(int(m.sum()) for m in nbkit.pruning.masks(net).values())
+    assert kept == round(1e-3 * n)
+
+
+def test_the_study_runs_each_schedule_and_iteration_count_once_and_caches():
+    s = iterations.iteration_study(S)
+    assert s is iterations.iteration_study(S)
+    assert list(s["runs"]) == ["exponential", "linear"] and s["iterations"] == [1, 10, 100]
+    assert all(len(run["ratio"]) == n for runs in s["runs"].values()
+               for n, run in runs.items())
+    with pytest.raises(ValueError, match="log10_rho must be in"):
+        iterations.iteration_study(S.replace(log10_rho=9.0))

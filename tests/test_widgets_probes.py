@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nbkit import probes
-from nbkit.widgets import probes as wp
+from nbkit.widgets import probes as probes_app
 
 
 def _panel(fig, axis):
@@ -29,7 +29,7 @@ def _layer_totals(fig):
 
 @pytest.fixture
 def app():
-    return wp.conservation_app()    # results are cached, so a fresh app costs a redraw
+    return probes_app.conservation_app()  # results are cached: a fresh app costs a redraw
 
 
 def test_default_net_conserves_both_laws(app):
@@ -124,30 +124,8 @@ def test_compute_error_shows_and_the_app_keeps_working(app, monkeypatch):
     assert not app.messages and "biases" in app.caption.value
 
 
-def test_breaking_cases_name_their_causes():
-    cases = dict(wp.breaking_cases())
-    assert cases["ReLU conv net, SynFlow"]["report"]["holds"]
-    assert cases["+ BatchNorm, eval mode"]["report"]["holds"]
-    assert "biases" in cases["+ nonzero biases"]["report"]["cause"]
-    assert "residual" in cases["+ residual block"]["report"]["cause"]
-    assert "BatchNorm in train mode" in cases["+ BatchNorm, train mode, loss"]["report"]["cause"]
-    assert "non-homogeneous" in cases["tanh instead of ReLU"]["report"]["cause"]
-    assert not cases["magnitude objective"]["report"]["holds"]
-
-
-def test_demo_model_rejects_unknown_settings():
-    with pytest.raises(ValueError, match="unknown demo net"):
-        wp.demo_model("transformer")
-    with pytest.raises(ValueError, match="batchnorm must be"):
-        wp.demo_model(batchnorm="sometimes")
-    m = wp.demo_model(bias=True, batchnorm="train")
-    assert m.training and all(mod.bias.abs().sum() > 0 for mod in m.modules()
-                              if hasattr(mod, "bias") and mod.bias is not None
-                              and type(mod).__name__ in ("Conv2d", "Linear"))
-
-
 def test_fig4_app_slope_follows_the_objective_and_the_model():
-    app = wp.fig4_app(model="vgg11_bn", models_=("vgg11_bn", "resnet20"))
+    app = probes_app.fig4_app(model="vgg11_bn", models=("vgg11_bn", "resnet20"))
     assert "vgg11_bn" in app.figure.layout.title.text
     assert app.figure.layout.xaxis.type == "log" and app.figure.layout.yaxis.type == "log"
     pts = app.figure.data[-1]

@@ -11,11 +11,12 @@ import json
 import numpy as np
 import pytest
 
+from nbkit.studies import collapse
 from nbkit.viz import pruning as viz
-from nbkit.widgets import pruning as wp
+from nbkit.widgets import pruning as pruning_app
 
-S = wp.Settings("test", synflow_iterations=5, prune_samples=20, step=0.5, critical_step=0.5,
-                cpu_threads=1)
+S = collapse.Settings("test", max_iterations=5, prune_samples=20, step=0.5, critical_step=0.5,
+                      cpu_threads=1)
 VGG16, VGG11 = "vgg16_bn/16", "vgg11_bn/16"
 
 
@@ -27,33 +28,33 @@ def _bars(app):
 
 @pytest.fixture(scope="module")
 def collapse_app():
-    return wp.layer_collapse_app(S, models=(VGG16, VGG11, "vgg99_bn/4"), log10_rho=0.0,
-                                 pruner="magnitude", results=[])
+    return pruning_app.layer_collapse_app(S, models=(VGG16, VGG11, "vgg99_bn/4"),
+                                          log10_rho=0.0, pruner="magnitude", results=[])
 
 
 def test_build_model_narrow_vgg_keeps_the_plan():
-    full = wp.build_model("vgg16_bn")
-    narrow = wp.build_model(VGG16)
+    full = collapse.build_model("vgg16_bn")
+    narrow = collapse.build_model(VGG16)
     shapes = [p.shape for n, p in full.named_parameters() if n.endswith("conv.weight")]
     small = [p.shape for n, p in narrow.named_parameters() if n.endswith("conv.weight")]
     assert len(shapes) == len(small) == 13
     assert [s[0] // 16 for s in shapes] == [s[0] for s in small]
     assert narrow.input_shape == (3, 32, 32)
     with pytest.raises(ValueError, match="vgg16_bn/8"):
-        wp.build_model("vgg16_bn/x")
+        collapse.build_model("vgg16_bn/x")
 
 
 def test_grid_stops_at_the_maximal_compression():
-    assert wp.log10_rho_grid([100] * 10, 0.25) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75,
+    assert collapse.log10_rho_grid([100] * 10, 0.25) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75,
                                                    2.0]
-    assert wp.log10_rho_grid([10**7] * 2, 0.5)[-1] == 6.0
+    assert collapse.log10_rho_grid([10**7] * 2, 0.5)[-1] == 6.0
 
 
 def test_raising_compression_on_magnitude_empties_the_largest_layers_first(collapse_app):
     app = collapse_app
     assert app.error is None, app.messages
     assert "Magnitude" in app.figure.layout.title.text
-    grid = wp.sweep(VGG16, S)["log10_rho"]
+    grid = collapse.sweep(VGG16, S)["log10_rho"]
     first_empty = None
     for x in grid:
         app.controls["log10_rho"].value = x
@@ -73,7 +74,7 @@ def test_raising_compression_on_magnitude_empties_the_largest_layers_first(colla
 
 def test_switching_the_pruner_to_synflow_avoids_the_collapse(collapse_app):
     app = collapse_app
-    crit = wp.sweep(VGG16, S)["pruners"]["magnitude"]["critical"]
+    crit = collapse.sweep(VGG16, S)["pruners"]["magnitude"]["critical"]
     app.controls["pruner"].value = "magnitude"
     app.controls["log10_rho"].value = crit + S.step
     assert (_bars(app)[:, 0] == 0).any()
@@ -116,16 +117,16 @@ def test_slider_beyond_the_models_maximal_compression_is_clamped(collapse_app):
     app = collapse_app
     app.controls["model"].value = VGG16
     app.controls["log10_rho"].value = 6.0
-    s = wp.sweep(VGG16, S)
+    s = collapse.sweep(VGG16, S)
     assert s["rho_max_log10"] < 6
     assert f"grid stops at 10^{s['log10_rho'][-1]:g}" in app.caption.value
     app.controls["log10_rho"].value = 0.0
 
 
 def test_connectivity_app_moves_with_the_slider():
-    app = wp.connectivity_app(S, models=(VGG16,), log10_rho=0.0, results=[])
+    app = pruning_app.connectivity_app(S, models=(VGG16,), log10_rho=0.0, results=[])
     assert app.error is None, app.messages
-    s = wp.sweep(VGG16, S)
+    s = collapse.sweep(VGG16, S)
     ps = s["pruners"]
     # SynFlow stays connected furthest; magnitude disconnects no later than it collapses
     x = ps["synflow"]["connected"]
@@ -142,31 +143,36 @@ def test_connectivity_app_moves_with_the_slider():
 
 
 def test_full_runs_from_data_results_are_drawn_with_provenance(tmp_path):
-    s = wp.sweep(VGG16, S)
+    s = collapse.sweep(VGG16, S)
     doc = {"experiment": "layer_collapse", "variant": "full", "config": {"model": "vgg16_bn"},
            "provenance": {"devices": ["NVIDIA H100"], "last_date": "2026-11-25T10:00:00"},
            "summary": {"critical": {"magnitude": 2.75},
                        "density": {"magnitude": {"0": [1.0] * 14, "1": [0.5] * 14}}}}
     (tmp_path / "layer_collapse.json").write_text(json.dumps(doc))
     (tmp_path / "layer_collapse.broken.json").write_text("{not json")
-    results = wp.full_results(tmp_path)
-    assert len(results) == 1 and results[0]["label"] == "nbkit full run (2026-11-25)"
+    results = collapse.full_runs(tmp_path)
+    assert len(results) == 2
+    broken = [r for r in results if "error" in r]
+    assert len(broken) == 1 and "layer_collapse.broken.json could not be read" in \
+        broken[0]["error"]                           # named, not skipped silently
+    assert results[0]["label"] == "nbkit full run (2026-11-25)"
     assert "NVIDIA H100" in results[0]["hover"]
-    view = wp.collapse_view(s, "magnitude", 1.0, results=results)
+    view = pruning_app.collapse_view(s, "magnitude", 1.0, results=results)
     assert view["figure"]["reference"]["density"] == [[1.0] * 14, [0.5] * 14]
+    assert "layer_collapse.broken.json could not be read" in view["caption"]
     figure = viz.layer_collapse_figure(**view["figure"])
     dotted = [t for t in figure.data if t.name == results[0]["label"]]
     assert len(dotted) == 14 and "NVIDIA H100" in dotted[0].hovertemplate
-    conn = wp.connectivity_view(s, 1.0, results=results)
+    conn = pruning_app.connectivity_view(s, 1.0, results=results)
     assert conn["figure"]["reference"] == {"magnitude": 2.75}
-    assert wp.full_results(tmp_path / "missing") == []
+    assert collapse.full_runs(tmp_path / "missing") == []
 
 
 def test_the_shipped_full_run_matches_the_paper_for_magnitude_and_synflow():
     """data/results/layer_collapse.json: Fig. 1's grid on the full-width VGG-16-BN with 3
     seeds. Magnitude and SynFlow reach the paper's critical compressions (within one grid
     step), and SynFlow stays connected up to the largest compression."""
-    (run,) = [r for r in wp.full_results() if r["file"] == "layer_collapse.json"]
+    (run,) = [r for r in collapse.full_runs() if r["file"] == "layer_collapse.json"]
     s = run["summary"]
     assert run["provenance"]["runs"] == 375 and run["provenance"]["runs_missing"] == 0
     assert all("NVIDIA" in d for d in run["provenance"]["devices"])  # made on a GPU
@@ -174,7 +180,7 @@ def test_the_shipped_full_run_matches_the_paper_for_magnitude_and_synflow():
     assert abs(s["critical"]["synflow"] - 6.0) <= 0.25
     assert s["critical_disconnected"]["synflow"] == 6.0
     assert all(s["critical"][m] < 4.5 for m in ("random", "magnitude", "snip", "grasp"))
-    table = wp.full_results_table(run).splitlines()
+    table = collapse.full_runs_table(run).splitlines()
     assert table[0].startswith("layer_collapse.json: vgg16_bn, 375 prunings on ")
     synflow = next(line for line in table if line.startswith("synflow")).split()
     assert synflow[1:5] == ["6.00", "6", "6", "6"] and synflow[-1] == "6.00"

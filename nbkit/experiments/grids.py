@@ -1,60 +1,51 @@
 """The declared experiments: the paper-scale ("full") grids and their CPU-sized ("quick")
-counterparts, as plain data.
+counterparts, built from the studies' own settings.
 
 - ``layer_collapse`` (SynFlow paper, Fig. 1): every pruner at log10 ρ = 0, 0.25, ..., 6
-  on vgg16_bn at initialization; per-layer densities and the critical compression.
+  on vgg16_bn at initialization; per-layer densities and the critical compression
+  (:mod:`nbkit.studies.collapse`).
 - ``accuracy_vs_compression`` (Fig. 6): vgg16_bn pruned at ρ = 10, 100, 1000 (and
   dense), then trained on CIFAR-10; the paper's recipe ("full") or a shortened one
-  ("short").
+  ("short") (:mod:`nbkit.studies.pruned_training`).
 - ``learning_rules``: resnet20 trained on CIFAR-10 with every learning rule; final
-  accuracy and weight and δ angles per layer over training.
+  accuracy and weight and δ angles per layer over training
+  (:mod:`nbkit.studies.learning_rules`).
 
-A grid is {"base", "axes", "include", "per"}; see :mod:`nbkit.experiments.runner`.
+A run's configuration is its study's ``settings.config()`` plus the grid's axes (the
+pruner or rule, the compression, the seed); its kind (:mod:`.kinds`) turns it back into
+settings and calls the study. The pruners and rules come from their registries. A grid
+is {"base", "axes", "include", "per"}; see :mod:`nbkit.experiments.runner`.
 """
 
 from __future__ import annotations
 
+from .. import pruning, rules
+from ..studies import collapse, learning_rules, pruned_training
+from ..train import RECIPES, steps_per_epoch
 from . import summary
-from .runner import Experiment
+from .spec import Experiment, register_experiment
 
-__all__ = ["EXPERIMENTS", "RECIPES", "PRUNERS", "RULES", "LOG10_RHO_FIG1", "names"]
+__all__ = ["RECIPES", "PRUNERS", "RULES", "LOG10_RHO_FIG1", "LAYER_COLLAPSE",
+           "ACCURACY_VS_COMPRESSION", "LEARNING_RULES"]
 
-PRUNERS = ["random", "magnitude", "snip", "grasp", "synflow"]
-RULES = ["backprop", "feedback_alignment", "sign_symmetry", "weight_mirror", "kolen_pollack",
-         "information_alignment", "activation_alignment", "symmetric_alignment"]
+PRUNERS = pruning.methods()      # registry order: random, magnitude, snip, grasp, synflow
+RULES = rules.ordered()          # display order: backprop first
 LOG10_RHO_FIG1 = [i / 4 for i in range(25)]  # 0, 0.25, ..., 6 (exact binary fractions)
 
-# Training recipes, passed to nbkit.train.fit as keyword arguments.
-RECIPES = {
-    # The SynFlow paper's VGG recipe: 160 epochs, lr 0.1 x0.1 at epochs 60 and 120.
-    "paper": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
-                  weight_decay=1e-4, schedule="multistep", milestones=[60, 120], gamma=0.1),
-    # Shortened, sized to train all 16 vgg16_bn runs in about a quarter of an hour of
-    # one GPU: 30 epochs with a cosine schedule, batch 512 (a quarter of the optimizer
-    # steps, each one less dominated by per-kernel launch cost) at lr 0.2, and weight
-    # decay 5e-4, the usual value for short CIFAR schedules.
-    "short": dict(epochs=30, batch_size=512, lr=0.2, momentum=0.9, nesterov=True,
-                  weight_decay=5e-4, schedule="cosine", milestones=[], gamma=0.1),
-    # Shortened for the learning rules: 20 epochs, cosine, batch 256 at lr 0.1; weight
-    # decay as in the ResNet recipe.
-    "short_rules": dict(epochs=20, batch_size=256, lr=0.1, momentum=0.9, nesterov=True,
-                        weight_decay=1e-4, schedule="cosine", milestones=[], gamma=0.1),
-    # The usual CIFAR ResNet recipe (He et al. 2016).
-    "resnet": dict(epochs=160, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
-                   weight_decay=1e-4, schedule="multistep", milestones=[80, 120], gamma=0.1),
-    # CPU demo on the mini dataset (the quick variants cap it at a few dozen steps).
-    "quick": dict(epochs=1, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-                  weight_decay=5e-4, schedule="cosine", milestones=[], gamma=0.1),
-}
+# The models of the paper-scale and the CPU-sized grids.
+VGG16 = {"model": "vgg16_bn", "model_kwargs": {}, "num_classes": 10}
+RESNET20 = {"model": "resnet20", "model_kwargs": {}, "num_classes": 10}
+TINY_CONV = {"model": "conv", "model_kwargs": {"depth": 4, "width": 8}, "num_classes": 10}
+SMALL_CONV = {"model": "conv", "model_kwargs": {"depth": 4, "width": 16}, "num_classes": 10}
+QUICK_TRAIN = {**RECIPES["quick"], "batch_size": 64}  # capped at a few dozen steps below
 
-# Small nets for quick mode.
-TINY_CONV = {"model": "conv", "model_kwargs": {"depth": 4, "width": 8}}
-SMALL_CONV = {"model": "conv", "model_kwargs": {"depth": 4, "width": 16}}
 
-_PRUNE_BASE = {"num_classes": 10, "scope": "global", "schedule": "exponential",
-               "iterations": 1, "prune_samples": 100, "prune_batch_size": 256}
+def _base(settings, model: dict) -> dict:
+    """A grid's shared keys: the study settings' run configuration and the model."""
+    return {**settings.config(), **model}
 
-LAYER_COLLAPSE = Experiment(
+
+LAYER_COLLAPSE = register_experiment(Experiment(
     name="layer_collapse",
     kind="prune_at_init",
     label=("seed", "method", "log10_rho"),
@@ -66,21 +57,21 @@ LAYER_COLLAPSE = Experiment(
           "weights. Critical compression: the largest log10 rho of the grid at which no "
           "prunable layer has density 0.",
     variants={
-        "full": {"base": {"model": "vgg16_bn", "model_kwargs": {}, "data": "cifar10",
-                          **_PRUNE_BASE},
-                 "axes": {"seed": [0, 1, 2], "method": PRUNERS, "log10_rho": LOG10_RHO_FIG1},
-                 "per": {"method": {"synflow": {"iterations": 100}}}},
-        "quick": {"base": {**SMALL_CONV, "data": "cifar10-mini", **_PRUNE_BASE},
+        "full": {"base": _base(collapse.FULL.replace(data="cifar10"), VGG16),
+                 "axes": {"seed": [0, 1, 2], "method": PRUNERS, "log10_rho": LOG10_RHO_FIG1}},
+        "quick": {"base": _base(collapse.QUICK, SMALL_CONV),
                   "axes": {"seed": [0], "method": PRUNERS,
-                           "log10_rho": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]},
-                  "per": {"method": {"synflow": {"iterations": 20}}}},
+                           "log10_rho": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]}},
     },
     summarize=summary.layer_collapse,
-)
+))
 
 # Highest compression first: a sweep cut short has every pruner at rho = 1000 and dense.
 _AVC_AXES = {"log10_rho": [3.0, 2.0, 1.0], "method": PRUNERS}
-ACCURACY_VS_COMPRESSION = Experiment(
+_DENSE = [{"method": pruned_training.DENSE, "log10_rho": 0.0}]
+_PAPER = pruned_training.FULL.replace(name="paper", data="cifar10", max_iterations=None,
+                                      train=RECIPES["paper"])
+ACCURACY_VS_COMPRESSION = register_experiment(Experiment(
     name="accuracy_vs_compression",
     kind="train_pruned",
     label=("seed", "method", "log10_rho"),
@@ -94,36 +85,29 @@ ACCURACY_VS_COMPRESSION = Experiment(
           "Nesterov); 'short' uses 30 epochs with a cosine schedule, batch 512 at lr 0.2, "
           "weight decay 5e-4 and one seed.",
     variants={
-        "full": {"base": {"model": "vgg16_bn", "model_kwargs": {}, "data": "cifar10",
-                          **_PRUNE_BASE, "train": RECIPES["paper"]},
-                 "axes": {"seed": [0, 1, 2], **_AVC_AXES},
-                 "include": [{"method": "dense", "log10_rho": 0.0}],
-                 "per": {"method": {"synflow": {"iterations": 100}}}},
-        "short": {"base": {"model": "vgg16_bn", "model_kwargs": {}, "data": "cifar10",
-                           **_PRUNE_BASE, "train": RECIPES["short"]},
-                  "axes": {"seed": [0], **_AVC_AXES},
-                  "include": [{"method": "dense", "log10_rho": 0.0}],
-                  "per": {"method": {"synflow": {"iterations": 100}}}},
-        "quick": {"base": {**TINY_CONV, "data": "cifar10-mini", **_PRUNE_BASE,
-                           "train": {**RECIPES["quick"], "batch_size": 64, "steps": 40}},
+        "full": {"base": _base(_PAPER, VGG16),
+                 "axes": {"seed": [0, 1, 2], **_AVC_AXES}, "include": _DENSE},
+        "short": {"base": _base(_PAPER.replace(name="short", train=RECIPES["short"]), VGG16),
+                  "axes": {"seed": [0], **_AVC_AXES}, "include": _DENSE},
+        "quick": {"base": _base(pruned_training.QUICK.replace(
+                      train={**QUICK_TRAIN, "steps": 40}), TINY_CONV),
                   "axes": {"seed": [0], "log10_rho": [2.0, 1.0], "method": PRUNERS},
-                  "include": [{"method": "dense", "log10_rho": 0.0}],
-                  "per": {"method": {"synflow": {"iterations": 20}}}},
+                  "include": _DENSE},
     },
     summarize=summary.accuracy_vs_compression,
     compact=summary.compact_history,
-)
+))
 
 
+def _rules_settings(name: str, recipe: dict, log_every: int) -> learning_rules.Settings:
+    """resnet20 on CIFAR-10 with [TR]'s default coefficients, B updated by the task
+    optimizer, δ angles on 256 test images, every test accuracy on the whole test split."""
+    return learning_rules.FULL.replace(name=name, data="cifar10", train=recipe,
+                                       log_every=log_every, angle_batch=256,
+                                       eval_samples=None, preset=None)
 
-def _steps_per_epoch(recipe: dict) -> int:
-    """Optimizer steps per CIFAR-10 epoch (50,000 images, the last partial batch dropped)."""
-    return 50_000 // recipe["batch_size"]
 
-
-_RULE_BASE = {"num_classes": 10, "preset": None, "coefficients": {}, "feedback_lr": None,
-              "angle_batch": 256}
-LEARNING_RULES = Experiment(
+LEARNING_RULES = register_experiment(Experiment(
     name="learning_rules",
     kind="train_rule",
     label=("seed", "rule"),
@@ -138,28 +122,19 @@ LEARNING_RULES = Experiment(
           "the usual ResNet recipe (160 epochs, lr 0.1 x0.1 at 80 and 120); 'short' uses "
           "20 epochs with a cosine schedule at batch 256.",
     variants={
-        "full": {"base": {"model": "resnet20", "model_kwargs": {}, "data": "cifar10",
-                          **_RULE_BASE, "angle_every": 4 * _steps_per_epoch(RECIPES["resnet"]),
-                          "train": RECIPES["resnet"]},
+        "full": {"base": _base(_rules_settings("full", RECIPES["resnet"],
+                                               4 * steps_per_epoch(RECIPES["resnet"])),
+                               RESNET20),
                  "axes": {"seed": [0], "rule": RULES}},
-        "short": {"base": {"model": "resnet20", "model_kwargs": {}, "data": "cifar10",
-                           **_RULE_BASE,
-                           "angle_every": _steps_per_epoch(RECIPES["short_rules"]),
-                           "train": RECIPES["short_rules"]},
+        "short": {"base": _base(_rules_settings("short", RECIPES["short_rules"],
+                                                steps_per_epoch(RECIPES["short_rules"])),
+                                RESNET20),
                   "axes": {"seed": [0], "rule": RULES}},
-        "quick": {"base": {**TINY_CONV, "data": "cifar10-mini",
-                           **_RULE_BASE, "preset": "quick", "angle_every": 10,
-                           "angle_batch": 64,
-                           "train": {**RECIPES["quick"], "batch_size": 64, "steps": 30}},
+        "quick": {"base": _base(learning_rules.QUICK.replace(
+                      train={**QUICK_TRAIN, "steps": 30}, log_every=10, eval_samples=None),
+                      TINY_CONV),
                   "axes": {"seed": [0], "rule": RULES}},
     },
     summarize=summary.learning_rules,
     compact=summary.compact_history,
-)
-
-EXPERIMENTS = {e.name: e for e in (LAYER_COLLAPSE, ACCURACY_VS_COMPRESSION, LEARNING_RULES)}
-
-
-def names() -> list[str]:
-    """The declared experiments."""
-    return sorted(EXPERIMENTS)
+))

@@ -1,144 +1,89 @@
-"""The run kinds of the declared experiments: functions ``config -> result dict``.
+"""The run kinds of the declared experiments: thin adapters ``config -> result dict`` over
+the studies, so that a paper-scale run computes exactly what the notebooks compute.
 
-- ``prune_at_init``: build a model, prune it at initialization, measure layer collapse.
-- ``train_pruned``: the same, then train it and report the test accuracy ("dense" skips
+- ``prune_at_init``: :func:`nbkit.studies.collapse.prune_point` (layer collapse).
+- ``train_pruned``: :func:`nbkit.studies.pruned_training.train_pruned` ("dense" skips
   pruning).
-- ``train_rule``: convert a model to a learning rule, train it, and log the weight and
-  δ angles per layer over training.
+- ``train_rule``: :func:`nbkit.studies.learning_rules.train_rule`, with the weight and δ
+  angles per layer over training.
 
-The runner seeds everything with ``config["seed"]`` before calling a kind. Datasets are
-loaded once per process and device.
+A run's configuration is its study's settings (``Settings.from_config``) plus the run's
+own keys (``method``/``log10_rho`` or ``rule``). The runner seeds everything with
+``config["seed"]`` before calling a kind.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from .. import pruning
+from ..studies import collapse, learning_rules, pruned_training
+from ..studies.common import dataset
+from .spec import register_kind
 
-import torch
-from torch import nn
+__all__ = ["prune_at_init", "train_pruned", "train_rule"]
 
-from .. import data as _data
-from .. import models, train
-from .runner import register_kind
-
-__all__ = ["prune_at_init", "train_pruned", "train_rule", "dataset"]
-
-
-@lru_cache(maxsize=4)
-def _dataset(name: str, device: str) -> _data.Dataset:
-    return _data.load(name, device=device)
-
-
-def dataset(name: str, device) -> _data.Dataset:
-    """The dataset ``name`` on ``device``, loaded once per process."""
-    return _dataset(name, str(device))
+HISTORY_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                "time")
 
 
 def _load(config: dict, *, device) -> None:
     """Load the run's dataset (once per process), before the timed runs."""
-    dataset(config["data"], device)
+    dataset(config["data"], device=device)
 
 
-def _build(config: dict, ds: _data.Dataset, device) -> nn.Module:
-    return models.build(config["model"], num_classes=int(config.get("num_classes", 10)),
-                        input_shape=ds.input_shape, device=device,
-                        **config.get("model_kwargs", {}))
-
-
-def _prune(model: nn.Module, config: dict, ds: _data.Dataset, device) -> dict:
-    """Prune ``model`` in place as ``config`` says; return the collapse measurements."""
-    from .. import pruning
-
-    sizes = {name: p.numel() for name, p in model.named_parameters()}
-    method, density = config["method"], 10.0 ** -float(config["log10_rho"])
-    batches = None
-    if pruning.needs_data(method):
-        batches = ds.pruning_batches(int(config["prune_samples"]),
-                                     batch_size=int(config["prune_batch_size"]),
-                                     device=device, seed=int(config.get("seed", 0)))
-    pruning.prune(model, method, density=density, iterations=int(config["iterations"]),
-                  schedule=config["schedule"], scope=config["scope"], data=batches,
-                  num_batches=len(batches) if batches else None, device=device)
-    layer_density = pruning.layer_density(model)
-    layers = list(layer_density)
-    return {"density": density, "layers": layers, "sizes": [sizes[n] for n in layers],
-            "layer_density": [float(layer_density[n]) for n in layers],
-            "collapsed": bool(pruning.collapsed(model)),
-            "effective_density": float(pruning.effective_density(model))}
+def _history(history: dict) -> dict:
+    return {k: history[k] for k in HISTORY_KEYS if k in history}
 
 
 @register_kind("prune_at_init", prepare=_load)
 def prune_at_init(config: dict, *, device) -> dict:
     """Build ``config["model"]`` and prune it at init with ``config["method"]`` to
-    density 10^-log10_rho. Returns per-layer densities (``layers``, ``sizes``,
-    ``layer_density``), ``collapsed`` and ``effective_density``."""
-    ds = dataset(config["data"], device)
-    model = _build(config, ds, device)
-    return _prune(model, config, ds, device)
+    density 10^-log10_rho, as one point of :func:`nbkit.studies.collapse.iter_sweep`.
+    Returns per-layer densities (``layers``, ``sizes``, ``layer_density``),
+    ``collapsed``, ``disconnected`` and ``effective_density``."""
+    s = collapse.Settings.from_config(config)
+    method = config["method"]
+    dense = collapse.build_model(config["model"], num_classes=int(config.get("num_classes", 10)),
+                                 device=device, **config.get("model_kwargs", {}))
+    batches = collapse.pruning_batches(s, device=device) if pruning.needs_data(method) else None
+    return collapse.prune_point(dense, method, float(config["log10_rho"]),
+                                iterations=s.iterations_for(method), batches=batches,
+                                seed_value=s.seed, device=device, copy_model=False)
 
 
-def _history(history: dict) -> dict:
-    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "time")
-    return {k: history[k] for k in keys if k in history}
+_PRUNED_KEYS = ("density", "layers", "sizes", "layer_density", "collapsed",
+                "effective_density", "kept", "total", "test_acc", "best_test_acc",
+                "train_seconds")
 
 
 @register_kind("train_pruned", prepare=_load)
 def train_pruned(config: dict, *, device, compile: bool = False) -> dict:
-    """Prune at init as :func:`prune_at_init` (unless ``method`` is "dense"), then train
-    with ``config["train"]`` (keyword arguments of :func:`nbkit.train.fit`; ``compile``
-    is passed to it). Returns the final ``test_acc`` (a fraction), its best over epochs,
-    the training history and the pruning measurements."""
-    ds = dataset(config["data"], device)
-    model = _build(config, ds, device)
-    result = {}
-    if config["method"] != "dense":
-        result.update(_prune(model, config, ds, device))
-    history = train.fit(model, ds, device=device, progress=False, seed=int(config["seed"]),
-                        compile=compile, **config["train"])
-    result.update(test_acc=history["test_acc"][-1], best_test_acc=max(history["test_acc"]),
-                  train_seconds=sum(history["time"]), history=_history(history))
+    """Prune at init (unless ``method`` is "dense"), then train with ``config["train"]``
+    (:func:`nbkit.studies.pruned_training.train_pruned`; ``compile`` is passed on).
+    Returns the final ``test_acc`` (a fraction), its best over epochs, the training
+    history and the pruning measurements."""
+    s = pruned_training.Settings.from_config(config)
+    run = pruned_training.train_pruned(config["method"], float(config["log10_rho"]), s,
+                                       seed=s.seed, device=device, compile=compile)
+    result = {k: run[k] for k in _PRUNED_KEYS if k in run}
+    result["density"] = 10.0 ** -run["log10_rho"]
+    result["history"] = _history(run["history"])
     return result
-
-
-def _angle_series(records: list, key: str) -> dict:
-    """``{"steps": [...], "layers": {layer: [value per step]}}`` from AngleLogger records
-    (steps where a value is missing, such as the gradient angle before training, are
-    left out)."""
-    rows = [r for r in records if r.get(key)]
-    layers = list(rows[0][key]) if rows else []
-    return {"steps": [r["step"] for r in rows],
-            "layers": {n: [r[key].get(n) for r in rows] for n in layers}}
 
 
 @register_kind("train_rule", prepare=_load)
 def train_rule(config: dict, *, device, compile: bool = False) -> dict:
-    """Build ``config["model"]``, convert it to ``config["rule"]`` (with ``preset``,
-    ``coefficients`` and ``feedback_lr``), train it with ``config["train"]`` and return
-    the final ``test_acc``, the history, the resolved rule ``settings``, and per layer
-    over training ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the rule's δ
-    against backprop's, on a fixed test batch) and ``norm_ratios`` (‖B‖/‖W‖), each as
-    ``{"steps": [...], "layers": {layer: [value per logged step]}}``. ``compile`` is
-    passed to :func:`nbkit.train.fit`."""
-    from .. import rules
-    from ..rules import registry
-
-    ds = dataset(config["data"], device)
-    model = _build(config, ds, device)
-    rule, preset = config["rule"], config.get("preset")
-    coefficients = dict(config.get("coefficients", {}))
-    rules.convert(model, rule, seed=int(config["seed"]), preset=preset,
-                  feedback_lr=config.get("feedback_lr"), **coefficients)
-    batch = next(iter(ds.loader("test", int(config["angle_batch"]), shuffle=False,
-                                augment=False, device=device)))
-    logger = rules.AngleLogger(every=int(config["angle_every"]), batch=batch)
-    history = train.fit(model, ds, device=device, progress=False, seed=int(config["seed"]),
-                        callbacks=[logger], compile=compile, **config["train"])
-    if logger.records[-1]["step"] != history["step"][-1]:
-        logger.log(model, history["step"][-1])
-    return {"test_acc": history["test_acc"][-1], "best_test_acc": max(history["test_acc"]),
-            "train_seconds": sum(history["time"]), "history": _history(history),
-            "settings": dict(registry.resolve(rule, preset, **coefficients)),
-            "weight_angles": _angle_series(logger.records, "alignment"),
-            "delta_angles": _angle_series(logger.records, "gradient"),
-            "norm_ratios": _angle_series(logger.records, "norm_ratio"),
-            "finite": bool(all(torch.isfinite(p).all() for p in model.parameters()))}
+    """Train ``config["model"]`` with ``config["rule"]``
+    (:func:`nbkit.studies.learning_rules.train_rule`) and return the final ``test_acc``,
+    the history, the resolved rule ``settings``, and per layer over training
+    ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the rule's δ against backprop's,
+    on a fixed test batch) and ``norm_ratios`` (‖B‖/‖W‖), each as ``{"steps": [...],
+    "layers": {layer: [value per logged step]}}``. ``compile`` is passed on."""
+    s = learning_rules.Settings.from_config(config)
+    run = learning_rules.train_rule(config["rule"], s, device=device, compile=compile)
+    return {"test_acc": run["test_acc"][-1], "best_test_acc": max(run["history"]["test_acc"]),
+            "train_seconds": run["train_seconds"], "history": _history(run["history"]),
+            "settings": dict(run["coefficients"]),
+            "weight_angles": learning_rules.angle_series(run, "alignment"),
+            "delta_angles": learning_rules.angle_series(run, "gradient"),
+            "norm_ratios": learning_rules.angle_series(run, "norm_ratio"),
+            "finite": run["finite"]}

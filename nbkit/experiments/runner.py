@@ -25,62 +25,19 @@ import itertools
 import json
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..studies.results import RESULTS_DIR
 from . import store
+from .spec import PREPARE, RUN_KINDS, Experiment, get, register_kind
 
 __all__ = ["Experiment", "SweepReport", "RUN_KINDS", "register_kind", "expand", "plan",
            "sweep", "collect", "set_path", "DEFAULT_OUT"]
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent.parent / "data" / "results"
-
-RUN_KINDS: dict[str, Callable[..., dict]] = {}
-PREPARE: dict[str, Callable[..., None]] = {}
-
-
-def register_kind(name: str, prepare: Callable[..., None] | None = None):
-    """Register a run kind: ``fn(config: dict, *, device) -> JSON-able dict``. The runner
-    seeds everything with ``config["seed"]`` (when present) before calling it. A kind
-    that trains may also take ``compile: bool`` (see :func:`sweep`).
-
-    ``prepare(config, *, device)``, when given, is called once before a sweep's first
-    run (to load a dataset, say), so that one-off setup is not counted as the time of
-    the first run."""
-    def deco(fn):
-        RUN_KINDS[name] = fn
-        if prepare is not None:
-            PREPARE[name] = prepare
-        else:
-            PREPARE.pop(name, None)
-        return fn
-    return deco
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """A named family of runs: the run kind, one grid per variant, the config keys that
-    name a run's file, a function that summarises the finished records, and one that
-    trims a run's result for the collected file."""
-
-    name: str
-    kind: str
-    variants: dict
-    label: tuple = ("seed",)
-    description: str = ""
-    notes: str = ""
-    summarize: Callable[[list], dict] | None = None
-    compact: Callable[[dict], dict] | None = None
-
-    def grid(self, variant: str) -> dict:
-        if variant not in self.variants:
-            raise ValueError(f"experiment {self.name!r} has no variant {variant!r}; "
-                             f"choose one of {sorted(self.variants)}")
-        return self.variants[variant]
-
+DEFAULT_OUT = RESULTS_DIR  # data/results
 
 @dataclass
 class Run:
@@ -225,14 +182,7 @@ def plan(experiment: Experiment, variant: str, out, seeds=None, overrides=None,
 # ----------------------------------------------------------------------------- sweep
 
 def _resolve(experiment) -> Experiment:
-    if isinstance(experiment, Experiment):
-        return experiment
-    from .grids import EXPERIMENTS
-
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}; choose one of "
-                         f"{sorted(EXPERIMENTS)}")
-    return EXPERIMENTS[experiment]
+    return experiment if isinstance(experiment, Experiment) else get(experiment)
 
 
 def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=None,

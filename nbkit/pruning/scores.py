@@ -30,7 +30,7 @@ from .functional import ones_input, substitute
 from .masks import is_pruned, locate
 
 __all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get", "needs_data",
-           "iterations_for", "GRASP_TEMPERATURE"]
+           "iterations_for", "label", "GRASP_TEMPERATURE"]
 
 GRASP_TEMPERATURE = 200.0
 
@@ -64,6 +64,7 @@ class Scorer:
         100; the single-shot pruners: 1). The default of every sweep and study.
     needs_input_shape: the score runs the model on a made-up input (SynFlow's all-ones
         input), so it needs the shape of one input.
+    label: the display name ("SynFlow").
     """
 
     name: str
@@ -74,13 +75,15 @@ class Scorer:
     abs_scores: bool = False
     iterations: int = 1
     needs_input_shape: bool = False
+    label: str = ""
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
 def register(name: str, *, needs_data: bool = False, absolute: bool = False,
-             abs_scores: bool = False, iterations: int = 1, needs_input_shape: bool = False):
+             abs_scores: bool = False, iterations: int = 1, needs_input_shape: bool = False,
+             label: str | None = None):
     """Decorator adding a scorer function to :data:`SCORERS`."""
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"scorer {name!r}: iterations must be a positive int, got "
@@ -88,7 +91,8 @@ def register(name: str, *, needs_data: bool = False, absolute: bool = False,
 
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip(),
-                               abs_scores, iterations, needs_input_shape)
+                               abs_scores, iterations, needs_input_shape,
+                               label or name)
         return fn
     return deco
 
@@ -101,6 +105,11 @@ def names() -> list[str]:
 def needs_data(method: str) -> bool:
     """Whether ``method`` scores with pruning batches (SNIP and GraSP do)."""
     return get(method).needs_data
+
+
+def label(method: str) -> str:
+    """The display name of ``method`` ("SynFlow"); the name itself if not registered."""
+    return SCORERS[method].label if method in SCORERS else method
 
 
 def iterations_for(method: str, cap: int | None = None) -> int:
@@ -142,14 +151,14 @@ def _write(out: dict, grads, first: bool) -> None:
             o.add_(g)
 
 
-@register("random")
+@register("random", label="Random")
 def random(model: nn.Module, weights: dict, out: dict, ctx: ScoreContext):
     """i.i.d. standard normal scores: globally thresholded, uniform random pruning."""
     for o in out.values():
         o.normal_()
 
 
-@register("magnitude")
+@register("magnitude", label="Magnitude")
 def magnitude(model, weights, out, ctx):
     """|θ|."""
     for w, o in zip(weights.values(), out.values()):
@@ -169,7 +178,7 @@ def _losses(model, batches, temperature=1.0):
         yield F.cross_entropy(logits, y)
 
 
-@register("snip", needs_data=True)
+@register("snip", needs_data=True, label="SNIP")
 def snip(model, weights, out, ctx):
     """|∂L/∂θ ⊙ θ|, normalised by its sum over all prunable weights. Returns L."""
     ws = _require_grad(weights)
@@ -188,7 +197,7 @@ def snip(model, weights, out, ctx):
     return total
 
 
-@register("grasp", needs_data=True)
+@register("grasp", needs_data=True, label="GraSP")
 def grasp(model, weights, out, ctx):
     """(H g) ⊙ θ with g = ∂L/∂θ (masked weights excluded), H the Hessian of L, logits
     divided by a temperature of 200. The lowest scores are pruned: removing those
@@ -213,7 +222,8 @@ def grasp(model, weights, out, ctx):
     return total
 
 
-@register("synflow", absolute=True, abs_scores=True, iterations=100, needs_input_shape=True)
+@register("synflow", absolute=True, abs_scores=True, iterations=100, needs_input_shape=True,
+          label="SynFlow")
 def synflow(model, weights, out, ctx):
     """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
     all-ones input. Writes ∂R/∂θ ⊙ |θ| (nonnegative in a network of ReLUs, pooling,

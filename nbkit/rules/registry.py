@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "names", "ordered", "route", "get", "resolve",
+__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "names", "ordered", "route", "label", "short", "get",
+           "resolve",
            "register"]
 
 
@@ -43,6 +44,7 @@ class Rule:
             ``"local"`` (B learned from what the layer itself sees), ``"estimation"``
             (weight estimation: B tracks W through W, W x or W's updates) or ``"other"``.
         order: position in listings, legends and dropdowns (lowest first).
+        label, short: display names ("Feedback alignment", "FA").
         summary: one line for listings.
     """
 
@@ -55,6 +57,8 @@ class Rule:
     shares_decay: bool = False
     route: str = "other"
     order: int = 100
+    label: str = ""
+    short: str = ""
     summary: str = ""
 
     @property
@@ -83,24 +87,29 @@ def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
 _SAMPLES = {"samples": 64}
 
 RULES: dict[str, Rule] = {r.name: r for r in (
-    _rule("backprop", "transpose", route="reference", order=0,
+    _rule("backprop", "transpose", route="reference", order=0, label="Backprop", short="BP",
           summary="B = Wᵀ (weight transport)"),
-    _rule("feedback_alignment", "fixed", route="local", order=10, summary="fixed random B"),
-    _rule("sign_symmetry", "sign", route="other", order=20,
+    _rule("feedback_alignment", "fixed", route="local", order=10, label="Feedback alignment",
+          short="FA", summary="fixed random B"),
+    _rule("sign_symmetry", "sign", route="other", order=20, label="Sign symmetry", short="SS",
           summary="B = sign(Wᵀ), scaled to W's init"),
     _rule("weight_mirror", "learned", {"alpha": ("decay", 1e-3), "beta": ("amp", 1e-3)},
-          _SAMPLES, noise_inputs=True, route="local", order=30,
+          _SAMPLES, noise_inputs=True, route="local", order=30, label="Weight mirror",
+          short="WM",
           summary="decay + amp on white-noise inputs"),
     _rule("information_alignment", "learned",
           {"alpha": ("amp", 2e-3), "beta": ("null", 1e-3), "gamma": ("decay", 1e-3)},
-          _SAMPLES, route="local", order=40, summary="amp + null + decay"),
+          _SAMPLES, route="local", order=40, label="Information alignment", short="IA",
+          summary="amp + null + decay"),
     _rule("kolen_pollack", "learned", {"alpha": ("decay", 1e-3)}, transport=True,
-          shares_decay=True, route="estimation", order=50,
+          shares_decay=True, route="estimation", order=50, label="Kolen-Pollack", short="KP",
           summary="B gets W's update (transported) and a shared decay"),
     _rule("activation_alignment", "learned", {"alpha": ("sparse", 1e-3), "beta": ("amp", 2e-3)},
-          _SAMPLES, route="estimation", order=60, summary="sparse + amp (uses W x)"),
+          _SAMPLES, route="estimation", order=60, label="Activation alignment", short="AA",
+          summary="sparse + amp (uses W x)"),
     _rule("symmetric_alignment", "learned", {"alpha": ("decay", 1e-3), "beta": ("self", 2e-3)},
-          route="estimation", order=70, summary="decay + self (uses W)"),
+          route="estimation", order=70, label="Symmetric alignment", short="SA",
+          summary="decay + self (uses W)"),
 )}
 
 # Quick-mode presets for short demos (a few hundred SGD steps at lr ~0.05-0.1, momentum 0.9).
@@ -136,6 +145,18 @@ def ordered(rules=None) -> list[str]:
     rules = list(RULES) if rules is None else list(dict.fromkeys(rules))
     known = sorted((r for r in rules if r in RULES), key=lambda r: (RULES[r].order, r))
     return known + sorted(r for r in rules if r not in RULES)
+
+
+def label(rule) -> str:
+    """The rule's display name ("Feedback alignment"); the name itself if not registered."""
+    r = rule if isinstance(rule, Rule) else RULES.get(rule)
+    return (r.label or r.name) if r is not None else str(rule)
+
+
+def short(rule) -> str:
+    """The rule's short name ("FA"); the name itself if not registered."""
+    r = rule if isinstance(rule, Rule) else RULES.get(rule)
+    return (r.short or r.name) if r is not None else str(rule)
 
 
 def route(rule) -> str:

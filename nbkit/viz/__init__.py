@@ -2,10 +2,12 @@
 
 Nothing here knows about torch modules; the widgets and notebooks compute with the core
 package and hand the numbers over. Colours are fixed per pruner and per rule across every
-notebook (see :mod:`nbkit.viz.style`).
+notebook (see :mod:`nbkit.viz.style`). Figures of several panels are laid out by
+:mod:`nbkit.viz.panels` (plain dicts, validated once: fast enough for every slider move).
 """
 
 from .style import (
+    OBJECTIVE_LABELS,
     PRUNER_COLORS,
     PRUNER_LABELS,
     RULE_COLORS,
@@ -17,6 +19,7 @@ from .style import (
 )
 
 __all__ = [
+    "OBJECTIVE_LABELS",
     "PRUNER_COLORS",
     "PRUNER_LABELS",
     "RULE_COLORS",

@@ -18,12 +18,12 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from .style import TEMPLATE, layer_colors, new_figure
+from .panels import Panel, figure
+from .style import layer_colors, new_figure
 
 __all__ = ["neuron_flow_figure", "layer_size_figure", "layer_totals_figure",
-           "conservation_figure", "new_panels", "short_name"]
+           "conservation_figure", "short_name"]
 
 _IDENTITY = dict(color="#222222", width=1.5, dash="dot")
 
@@ -33,21 +33,11 @@ def short_name(name: str) -> str:
     return name[:-len(".weight")] if name.endswith(".weight") else name
 
 
-def new_panels(title: str, subtitles, *, height: int = 450, width=None,
-               horizontal_spacing: float = 0.12, **layout) -> go.Figure:
-    """A figure of side-by-side panels in nbkit's style, titled."""
-    fig = make_subplots(rows=1, cols=len(subtitles), subplot_titles=list(subtitles),
-                        horizontal_spacing=horizontal_spacing)
-    fig.update_layout(template=TEMPLATE, title=title, height=height, width=width, **layout)
-    for ann in fig.layout.annotations:  # subplot titles a little smaller than the title
-        ann.font = dict(size=14)
-    return fig
-
-
 # ------------------------------------------------------------------------ Fig. 3
 
 def _flow_traces(flows, *, log: bool, showlegend=True):
-    """Scatter traces (one per hidden layer), the plotted range and what was left out."""
+    """Scatter traces as dicts (one per hidden layer), the plotted range and what was
+    left out."""
     flows = list(flows)
     colors = layer_colors(len(flows))
     signed = any((np.asarray(f["incoming"]) < 0).any() or (np.asarray(f["outgoing"]) < 0).any()
@@ -67,8 +57,8 @@ def _flow_traces(flows, *, log: bool, showlegend=True):
             lo = min(lo, float(x[keep].min()), float(y[keep].min()))
             hi = max(hi, float(x[keep].max()), float(y[keep].max()))
         negative = (inc < 0) | (out < 0)
-        traces.append(go.Scatter(
-            x=x[keep], y=y[keep], mode="markers", name=short_name(f["layer"]),
+        traces.append(dict(
+            type="scatter", x=x[keep], y=y[keep], mode="markers", name=short_name(f["layer"]),
             legendgroup=f["layer"], showlegend=showlegend,
             marker=dict(color=color, size=7, opacity=0.85,
                         symbol=np.where(negative[keep], "circle-open", "circle").tolist(),
@@ -89,8 +79,8 @@ def _identity_line(lo, hi, log):
     else:
         pad = 0.05 * (hi - lo or 1.0)
         lo, hi = lo - pad, hi + pad
-    return go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (conserved)",
-                      line=_IDENTITY, hoverinfo="skip")
+    return dict(type="scatter", x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (conserved)",
+                line=_IDENTITY, hoverinfo="skip")
 
 
 def neuron_flow_figure(flows, *, title: str | None = None, log: bool = True,
@@ -186,11 +176,12 @@ def _totals_traces(totals: dict, cut_totals=None, showlegend=True):
     names = list(totals)
     labels = [short_name(n) for n in names]
     values = np.array([float(totals[n]) for n in names])
-    traces = [go.Scatter(x=labels, y=values, mode="lines+markers", name="layer total",
-                         showlegend=showlegend, line=dict(color="#9E9E9E", width=1.5),
-                         marker=dict(color=layer_colors(len(names)), size=13,
-                                     line=dict(width=1, color="#333")),
-                         hovertemplate="<b>%{x}</b><br>total saliency %{y:.8g}<extra></extra>")]
+    traces = [dict(type="scatter", x=labels, y=values, mode="lines+markers",
+                   name="layer total", showlegend=showlegend,
+                   line=dict(color="#9E9E9E", width=1.5),
+                   marker=dict(color=layer_colors(len(names)), size=13,
+                               line=dict(width=1, color="#333")),
+                   hovertemplate="<b>%{x}</b><br>total saliency %{y:.8g}<extra></extra>")]
     if cut_totals and set(cut_totals) != set(names):
         xs, ys, text = [], [], []
         for key, value in cut_totals.items():
@@ -199,13 +190,12 @@ def _totals_traces(totals: dict, cut_totals=None, showlegend=True):
                     xs.append(short_name(member))
                     ys.append(float(value))
                     text.append(" + ".join(short_name(k) for k in key.split("+")))
-        traces.append(go.Scatter(x=xs, y=ys, mode="markers", name="cut total",
-                                 showlegend=showlegend,
-                                 marker=dict(symbol="diamond", size=12, color="#111",
-                                             line=dict(width=1, color="white")),
-                                 customdata=text,
-                                 hovertemplate=("cut %{customdata}<br>total %{y:.8g}"
-                                                "<extra></extra>")))
+        traces.append(dict(type="scatter", x=xs, y=ys, mode="markers", name="cut total",
+                           showlegend=showlegend,
+                           marker=dict(symbol="diamond", size=12, color="#111",
+                                       line=dict(width=1, color="white")),
+                           customdata=text,
+                           hovertemplate="cut %{customdata}<br>total %{y:.8g}<extra></extra>"))
     return traces
 
 
@@ -224,11 +214,12 @@ def _totals_range(totals: dict, input_flow=None, cut_totals=None, min_span: floa
     return [mid - half, mid + half]
 
 
-def _input_flow_line(fig, input_flow, **where):
-    if input_flow is not None and math.isfinite(float(input_flow)):
-        fig.add_hline(y=float(input_flow), line=dict(color="#B00020", width=2, dash="dash"),
-                      name=f"input flow ⟨∂R/∂x, x⟩ = {float(input_flow):.4g}",
-                      showlegend=True, **where)
+def _input_flow_line(input_flow) -> dict | None:
+    """The dashed line at the input flow <dR/dx, x>, with a legend entry (None: none)."""
+    if input_flow is None or not math.isfinite(float(input_flow)):
+        return None
+    return dict(y=float(input_flow), line=dict(color="#B00020", width=2, dash="dash"),
+                name=f"input flow ⟨∂R/∂x, x⟩ = {float(input_flow):.4g}", showlegend=True)
 
 
 def layer_totals_figure(totals: dict, *, input_flow: float | None = None,
@@ -249,7 +240,9 @@ def layer_totals_figure(totals: dict, *, input_flow: float | None = None,
                      "prunable layer (input → output)", "total saliency of the layer",
                      height=height, width=width)
     fig.add_traces(_totals_traces(totals, cut_totals))
-    _input_flow_line(fig, input_flow)
+    line = _input_flow_line(input_flow)
+    if line:
+        fig.add_hline(**line)
     fig.update_yaxes(range=_totals_range(totals, input_flow, cut_totals))
     return fig
 
@@ -258,28 +251,28 @@ def conservation_figure(flows, totals: dict, *, input_flow: float | None = None,
                         cut_totals: dict | None = None, title: str | None = None,
                         log: bool = True, height: int = 470, width=None) -> go.Figure:
     """Both laws at once: Fig. 3 (left) and the layer totals (right)."""
-    fig = new_panels(title or "Conservation of synaptic saliency",
-                     ["neuron-wise: incoming vs outgoing per unit",
-                      "network-wise: total per layer"], height=height, width=width)
+    units, layers = Panel(1), Panel(2)
     traces, lo, hi, dropped, signed = _flow_traces(flows, log=log)
     for t in (_identity_line(lo, hi, log), *traces):
-        fig.add_trace(t, row=1, col=1)
-    for t in _totals_traces(totals, cut_totals):
-        fig.add_trace(t, row=1, col=2)
-    _input_flow_line(fig, input_flow, row=1, col=2)
-    fig.update_yaxes(range=_totals_range(totals, input_flow, cut_totals), row=1, col=2)
+        units.add(**t)
     what = "|saliency|" if (log and signed) else "saliency"
     axis_type = "log" if log else "linear"
-    fig.update_xaxes(title_text=f"incoming {what}", type=axis_type, row=1, col=1)
-    fig.update_yaxes(title_text=f"outgoing {what}", type=axis_type, row=1, col=1)
-    fig.update_xaxes(title_text="prunable layer (input → output)", row=1, col=2)
-    fig.update_yaxes(title_text="total saliency", row=1, col=2)
+    units.xaxis.update(title=f"incoming {what}", type=axis_type)
+    units.yaxis.update(title=f"outgoing {what}", type=axis_type)
     note = _flow_note(dropped, signed and log)
     if note:
-        fig.add_annotation(text=note, xref="x domain", yref="y domain", x=0.99, y=0.01,
-                           xanchor="right", yanchor="bottom", showarrow=False,
-                           font=dict(size=11, color="#555"))
-    fig.update_xaxes(tickangle=-30, row=1, col=2)
-    fig.update_layout(legend=dict(orientation="h", y=-0.38, x=0, yanchor="top"),
-                      margin=dict(b=160))
-    return fig
+        units.note(note, 0.99, 0.01, xanchor="right", yanchor="bottom",
+                   font=dict(size=11, color="#555"))
+    for t in _totals_traces(totals, cut_totals):
+        layers.add(**t)
+    line = _input_flow_line(input_flow)
+    if line:
+        layers.hline(**line)
+    layers.xaxis.update(title="prunable layer (input → output)", tickangle=-30)
+    layers.yaxis.update(title="total saliency",
+                        range=_totals_range(totals, input_flow, cut_totals))
+    return figure(title or "Conservation of synaptic saliency", [units, layers],
+                  titles=["neuron-wise: incoming vs outgoing per unit",
+                          "network-wise: total per layer"], hspace=0.12, height=height,
+                  width=width, legend=dict(orientation="h", y=-0.38, x=0, yanchor="top"),
+                  margin=dict(b=160))

@@ -4,11 +4,11 @@ iterative-SynFlow views (per-layer densities over the iterations and the synapti
 ratio of Fig. 7).
 
 Pure builders: lists, arrays and dicts in, ``go.Figure`` out. Each panel is drawn by a
-``_panel_*`` helper into a :class:`_Panel` (plain trace and axis dicts), so a panel looks
-the same alone and inside a dashboard, and a figure is validated once when it is made
-(fast enough to redraw on every slider move). Densities are drawn on log axes; a density
-of exactly 0 (a collapsed layer) cannot sit on a log axis, so it is drawn at a floor one
-decade below the smallest non-zero density, on a tick labelled "0".
+``_panel_*`` helper into a :class:`~nbkit.viz.panels.Panel` (plain trace and axis dicts),
+so a panel looks the same alone and inside a dashboard, and a figure is validated once
+when it is made (fast enough to redraw on every slider move). Densities are drawn on log
+axes; a density of exactly 0 (a collapsed layer) cannot sit on a log axis, so it is drawn
+at a floor one decade below the smallest non-zero density, on a tick labelled "0".
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import PUBLISHED_DASH, color_for, label_for, layer_colors, new_figure
+from .panels import Panel, figure
+from .style import PUBLISHED_DASH, color_for, label_for, layer_colors
 
 __all__ = ["SCHEDULE_COLORS", "density_floor", "layer_labels", "layer_status",
            "layer_collapse_figure", "critical_compression_figure", "effective_density_figure",
@@ -28,8 +29,6 @@ __all__ = ["SCHEDULE_COLORS", "density_floor", "layer_labels", "layer_status",
 SCHEDULE_COLORS = {"exponential": "#FF7F0E", "linear": "#6A3D9A"}
 REFERENCE_DASH = "dot"  # full-scale runs loaded from data/results/
 RED = "#B00020"
-GUIDE = dict(color="#444444", width=1.5, dash="dash")
-MARK = dict(color="#222222", width=1.5, dash="dot")
 _SUP = str.maketrans("-0123456789.", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹·")
 
 
@@ -96,68 +95,6 @@ def layer_status(density_now, *, effective=None, disconnected=None) -> str:
     return " · ".join(parts)
 
 
-# ------------------------------------------------------------------------ canvas
-
-class _Panel:
-    """One subplot as plain dicts: traces, its x/y axis settings, shapes, annotations."""
-
-    def __init__(self, index: int = 1):
-        suffix = "" if index == 1 else str(index)
-        self.x, self.y = f"x{suffix}", f"y{suffix}"
-        self.traces, self.shapes, self.annotations = [], [], []
-        self.xaxis, self.yaxis = {}, {}
-
-    def add(self, **trace):
-        self.traces.append({"type": "scatter", **trace, "xaxis": self.x, "yaxis": self.y})
-
-    def vline(self, x, line=MARK, text=None, position="top"):
-        self.shapes.append(dict(type="line", xref=self.x, yref=f"{self.y} domain", x0=x, x1=x,
-                                y0=0, y1=1, line=line))
-        if text:
-            self.annotations.append(dict(
-                xref=self.x, yref=f"{self.y} domain", x=x, y=1 if position == "top" else 0,
-                text=text, showarrow=False, xanchor="left", yanchor="top"
-                if position == "top" else "bottom", font=dict(color=line["color"], size=12)))
-
-    def hline(self, y, line=GUIDE, text=None, xanchor="left"):
-        self.shapes.append(dict(type="line", yref=self.y, xref=f"{self.x} domain", y0=y, y1=y,
-                                x0=0, x1=1, line=line))
-        if text:
-            self.annotations.append(dict(
-                yref=self.y, xref=f"{self.x} domain", y=y, x=0.01 if xanchor == "left" else 0.99,
-                text=text, showarrow=False, xanchor=xanchor, yanchor="bottom",
-                font=dict(color=line["color"], size=12)))
-
-
-def _figure(title: str, panels, *, rows=1, cols=1, widths=None, titles=None, height=450,
-            hspace=0.1, vspace=0.16, **layout) -> go.Figure:
-    """A figure in nbkit's style from panels laid out row by row on a grid."""
-    widths = widths or [1.0 / cols] * cols
-    usable = 1.0 - hspace * (cols - 1)
-    xs, start = [], 0.0
-    for w in widths:
-        xs.append([start, start + w * usable])
-        start += w * usable + hspace
-    h = (1.0 - vspace * (rows - 1)) / rows
-    axes, shapes, notes, traces = {}, [], [], []
-    for i, p in enumerate(panels):
-        r, c = divmod(i, cols)
-        y0 = 1.0 - (r + 1) * h - r * vspace
-        axes[p.x.replace("x", "xaxis")] = dict(domain=xs[c], anchor=p.y, **p.xaxis)
-        axes[p.y.replace("y", "yaxis")] = dict(domain=[y0, y0 + h], anchor=p.x, **p.yaxis)
-        if titles:
-            notes.append(dict(text=titles[i], x=sum(xs[c]) / 2, y=y0 + h, xref="paper",
-                              yref="paper", xanchor="center", yanchor="bottom",
-                              showarrow=False, font=dict(size=15)))
-        traces += p.traces
-        shapes += p.shapes
-        notes += p.annotations
-    fig = new_figure(title, "", "", height=height)
-    fig.update_layout(shapes=shapes, annotations=notes, **axes, **layout)
-    fig.add_traces(traces)
-    return fig
-
-
 def _note(title: str, note: str = "", subtitle: str = "") -> str:
     if note:
         title += f" <span style='font-size:13px;color:#666'>({note})</span>"
@@ -206,14 +143,13 @@ def _panel_bars(p, layers, sizes, density_now, *, published_now=None, label="pub
     """Per-layer density at one compression: a bar per layer, published as dashed ticks."""
     d = np.asarray(density_now, dtype=float)
     x = np.arange(1, len(layers) + 1)
-    p.traces.append(dict(
-        type="bar", xaxis=p.x, yaxis=p.y, x=x, y=_floored(d, floor), showlegend=False,
-        name="this compression", marker=dict(color=layer_colors(len(layers))),
-        customdata=np.stack([d, np.rint(d * np.asarray(sizes)), sizes], -1), hovertext=layers,
-        text=np.where(d == 0, "empty", ""), textposition="outside",
-        textfont=dict(color=RED, size=11),
-        hovertemplate=("<b>%{hovertext}</b><br>density = %{customdata[0]:.3g}<br>kept "
-                       "%{customdata[1]:,} of %{customdata[2]:,}<extra></extra>")))
+    p.add(type="bar", x=x, y=_floored(d, floor), showlegend=False, name="this compression",
+          marker=dict(color=layer_colors(len(layers))),
+          customdata=np.stack([d, np.rint(d * np.asarray(sizes)), sizes], -1),
+          hovertext=layers, text=np.where(d == 0, "empty", ""), textposition="outside",
+          textfont=dict(color=RED, size=11),
+          hovertemplate=("<b>%{hovertext}</b><br>density = %{customdata[0]:.3g}<br>kept "
+                         "%{customdata[1]:,} of %{customdata[2]:,}<extra></extra>"))
     if published_now is not None:
         xs, ys = [], []
         for i, v in enumerate(_floored(np.asarray(published_now, float)[:len(layers)], floor)):
@@ -252,7 +188,7 @@ def layer_collapse_figure(log10_rho, layers, sizes, density, *, method: str, cur
     status = layer_status(density[i],
                           effective=None if effective is None else effective[i],
                           disconnected=None if disconnected is None else disconnected[i])
-    curves, bars = _Panel(1), _Panel(2)
+    curves, bars = Panel(1), Panel(2)
     _panel_curves(curves, log10_rho, layers, sizes, density, current=current,
                   published=published, reference=reference, floor=floor)
     pub_now = None
@@ -261,12 +197,12 @@ def layer_collapse_figure(log10_rho, layers, sizes, density, *, method: str, cur
             float(current))]
     _panel_bars(bars, layers, sizes, density[i], published_now=pub_now, floor=floor,
                 label=published["label"] if published else "published")
-    return _figure(_note(f"Layer collapse: {label_for(method)} on {model}", note,
+    return figure(_note(f"Layer collapse: {label_for(method)} on {model}", note,
                          f"at ρ = {_pow10(current)}: {status}"),
-                   [curves, bars], cols=2, widths=[0.58, 0.42], height=height,
-                   titles=["per-layer density against compression",
-                           f"per-layer density at ρ = {_pow10(current)}"],
-                   legend=dict(font=dict(size=11), tracegroupgap=0), margin=dict(t=120))
+                  [curves, bars], widths=[0.58, 0.42], title_size=15, height=height,
+                  titles=["per-layer density against compression",
+                          f"per-layer density at ρ = {_pow10(current)}"],
+                  legend=dict(font=dict(size=11), tracegroupgap=0), margin=dict(t=120))
 
 
 # ------------------------------------------------- critical compression, connectivity
@@ -278,12 +214,11 @@ def _panel_critical(p, critical: dict, rho_max_log10: float, *, connected=None,
     methods = list(critical)
     y = np.arange(len(methods))
     names = [label_for(m) for m in methods]
-    p.traces.append(dict(
-        type="bar", xaxis=p.x, yaxis=p.y, y=y, orientation="h", width=0.6, showlegend=False,
-        x=[np.nan if critical[m] is None else critical[m] for m in methods], name="live",
-        marker=dict(color=[color_for(m) for m in methods]), hovertext=names,
-        hovertemplate=("<b>%{hovertext}</b><br>critical log10 ρ = %{x:.2f} (no layer empty)"
-                       "<extra></extra>")))
+    p.add(type="bar", y=y, orientation="h", width=0.6, showlegend=False,
+          x=[np.nan if critical[m] is None else critical[m] for m in methods], name="live",
+          marker=dict(color=[color_for(m) for m in methods]), hovertext=names,
+          hovertemplate=("<b>%{hovertext}</b><br>critical log10 ρ = %{x:.2f} (no layer empty)"
+                         "<extra></extra>"))
     if connected:
         p.add(y=y, x=[connected.get(m) for m in methods], mode="markers", hovertext=names,
               name="largest ρ still connected",
@@ -351,19 +286,19 @@ def critical_compression_figure(critical: dict, rho_max_log10: float, *, model: 
         connected: pruner -> largest log10 ρ at which the network is still connected.
         published, reference: pruner -> log10 ρ, drawn as dashed / dotted ticks.
     """
-    p = _Panel()
+    p = Panel()
     _panel_critical(p, critical, rho_max_log10, connected=connected, published=published,
                     reference=reference, current=current, published_label=published_label,
                     reference_label=reference_label)
-    return _figure(f"Critical compression on {model} against ρ_max", [p], height=400)
+    return figure(f"Critical compression on {model} against ρ_max", [p], height=400)
 
 
 def effective_density_figure(log10_rho, effective: dict, *, model: str = "",
                              disconnected=None, current=None) -> go.Figure:
     """Effective against nominal density for every pruner (x marks: disconnected)."""
-    p = _Panel()
+    p = Panel()
     _panel_effective(p, log10_rho, effective, disconnected=disconnected, current=current)
-    return _figure(f"How much of what is kept is still connected, on {model}", [p])
+    return figure(f"How much of what is kept is still connected, on {model}", [p])
 
 
 def connectivity_figure(log10_rho, effective: dict, critical: dict, rho_max_log10: float, *,
@@ -373,16 +308,16 @@ def connectivity_figure(log10_rho, effective: dict, critical: dict, rho_max_log1
                         height: int = 480) -> go.Figure:
     """Effective against nominal density for every pruner (left) beside the critical
     compression of each against ρ_max (right)."""
-    left, right = _Panel(1), _Panel(2)
+    left, right = Panel(1), Panel(2)
     _panel_effective(left, log10_rho, effective, disconnected=disconnected, current=current)
     _panel_critical(right, critical, rho_max_log10, connected=connected, published=published,
                     reference=reference, current=current, published_label=published_label,
                     reference_label=reference_label)
-    return _figure(_note(f"Disconnection and critical compression on {model}", note),
-                   [left, right], cols=2, widths=[0.55, 0.45], hspace=0.12, height=height,
-                   titles=["effective density (kept weights on an input→output path)",
-                           "critical compression against ρ_max"],
-                   legend=dict(font=dict(size=11)), margin=dict(t=100))
+    return figure(_note(f"Disconnection and critical compression on {model}", note),
+                  [left, right], widths=[0.55, 0.45], hspace=0.12, height=height,
+                  title_size=15, titles=["effective density (kept weights on an input→output "
+                                         "path)", "critical compression against ρ_max"],
+                  legend=dict(font=dict(size=11)), margin=dict(t=100))
 
 
 # -------------------------------------------------------------- iterative SynFlow
@@ -475,7 +410,7 @@ def _panel_critical_iterations(p, iterations, critical: dict, rho_max_log10: flo
               marker=dict(size=7),
               hovertemplate=(f"{name}<br>%{{x}} iterations<br>critical log10 ρ = %{{y:.2f}}"
                              "<extra></extra>"))
-    p.hline(rho_max_log10, line=dict(color=RED, width=2, dash="dash"), xanchor="right",
+    p.hline(rho_max_log10, line=dict(color=RED, width=2, dash="dash"), side="right",
             text=f"ρ<sub>max</sub> = N/L ≈ {_pow10(round(rho_max_log10, 2))}")
     if current is not None:
         p.vline(current)
@@ -485,9 +420,9 @@ def _panel_critical_iterations(p, iterations, critical: dict, rho_max_log10: flo
 
 def flow_ratio_figure(ratios: dict, *, title="Synaptic-flow ratio per iteration") -> go.Figure:
     """Fig. 7: the flow ratio of each iteration, per schedule, against the y = 1 line."""
-    p = _Panel()
+    p = Panel()
     _panel_flow_ratio(p, ratios)
-    return _figure(title, [p])
+    return figure(title, [p])
 
 
 def synflow_iterations_figure(*, layers, sizes, layer_density, overall, ratio, schedule: str,
@@ -502,7 +437,7 @@ def synflow_iterations_figure(*, layers, sizes, layer_density, overall, ratio, s
     r = np.asarray(ratio, dtype=float)
     peak = float(np.nanmax(r)) if r.size else float("nan")
     verdict = "stays below 1" if peak < 1 else "exceeds 1"
-    panels = [_Panel(i) for i in range(1, 5)]
+    panels = [Panel(i) for i in range(1, 5)]
     _panel_iterations(panels[0], layers, sizes, layer_density, overall=overall)
     _panel_flow_ratio(panels[1], {schedule: r}, legend=False)
     _panel_max_ratio(panels[2], iterations, max_ratio, published=published_max, current=n,
@@ -510,9 +445,9 @@ def synflow_iterations_figure(*, layers, sizes, layer_density, overall, ratio, s
     _panel_critical_iterations(panels[3], iterations, critical, rho_max_log10, current=n)
     title = (f"Iterative SynFlow on {model}: {n} {schedule} iteration{'s' if n != 1 else ''}"
              f" to ρ = {_pow10(log10_rho)}")
-    return _figure(_note(title, note), panels, rows=2, cols=2, hspace=0.11, height=height,
-                   titles=["per-layer density across the iterations",
-                           f"flow ratio per iteration (max {peak:.3g}: {verdict})",
-                           "largest flow ratio against iterations",
-                           "critical compression against iterations"],
-                   legend=dict(font=dict(size=11), tracegroupgap=0), margin=dict(t=100))
+    return figure(_note(title, note), panels, cols=2, hspace=0.11, height=height,
+                  title_size=15, titles=["per-layer density across the iterations",
+                                         f"flow ratio per iteration (max {peak:.3g}: {verdict})",
+                                         "largest flow ratio against iterations",
+                                         "critical compression against iterations"],
+                  legend=dict(font=dict(size=11), tracegroupgap=0), margin=dict(t=100))

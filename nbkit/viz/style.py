@@ -6,6 +6,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
+from ..pruning import scores as _scores
+from ..rules import registry as _rules
+
 PRUNER_COLORS = {
     "random": "#7F7F7F",
     "magnitude": "#D62728",
@@ -13,8 +16,6 @@ PRUNER_COLORS = {
     "grasp": "#2CA02C",
     "synflow": "#FF7F0E",
 }
-PRUNER_LABELS = {"random": "Random", "magnitude": "Magnitude", "snip": "SNIP",
-                 "grasp": "GraSP", "synflow": "SynFlow"}
 
 RULE_COLORS = {
     "backprop": "#000000",
@@ -26,11 +27,11 @@ RULE_COLORS = {
     "activation_alignment": "#8C564B",
     "symmetric_alignment": "#1F77B4",
 }
-RULE_LABELS = {"backprop": "Backprop", "feedback_alignment": "Feedback alignment",
-               "sign_symmetry": "Sign symmetry", "weight_mirror": "Weight mirror",
-               "kolen_pollack": "Kolen-Pollack", "information_alignment": "Information alignment",
-               "activation_alignment": "Activation alignment",
-               "symmetric_alignment": "Symmetric alignment"}
+
+# Display names of the objectives R whose synaptic saliency (∂R/∂θ ⊙ θ) the
+# conservation-law figures show.
+OBJECTIVE_LABELS = {"synflow": "SynFlow R_SF", "loss": "loss (cross-entropy)",
+                    "magnitude": "magnitude ½‖θ‖²"}
 
 PUBLISHED_DASH = "dash"      # published numbers are drawn dashed, live ones solid
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
@@ -52,8 +53,18 @@ def color_for(name: str) -> str:
 
 
 def label_for(name: str) -> str:
-    """The display name of a pruner or learning rule."""
-    return PRUNER_LABELS.get(name) or RULE_LABELS.get(name) or name
+    """The display name of a pruner or learning rule, as its registry entry gives it
+    (the name itself for anything else)."""
+    if name in _scores.SCORERS:
+        return _scores.label(name)
+    if name in _rules.RULES:
+        return _rules.label(name)
+    return name
+
+
+# Display names by name, as the registries give them when viz is imported.
+PRUNER_LABELS = {m: _scores.label(m) for m in _scores.SCORERS}
+RULE_LABELS = {r: _rules.label(r) for r in _rules.RULES}
 
 
 def layer_colors(n: int, scale: str = "Viridis") -> list[str]:

@@ -1,139 +1,28 @@
 """The app of notebook 03 (``03_synflow_iterations``): how iterating SynFlow keeps every
-layer alive. One *study* runs SynFlow on a model at one compression with every number of
-iterations and both schedules, records the per-layer densities and the flow ratio of
-each iteration (Fig. 7 of the SynFlow paper), and finds the critical compression of each
-run; the app's slider and toggle then only pick a run.
+layer alive. The study (:func:`nbkit.studies.iterations.iteration_study`) has run SynFlow
+with every number of iterations and both schedules; the app's slider and toggle only
+pick a run and draw it with :func:`nbkit.viz.pruning.synflow_iterations_figure`.
 
->>> study = iteration_study("vgg16_bn/8", QUICK, log10_rho=3.0)
+>>> study = iterations.iteration_study(iterations.QUICK)
 >>> app = synflow_iterations_app(study, iterations=100)
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import asdict
 
 import ipywidgets as W
-import numpy as np
 
-from .. import device as _device
-from .. import probes, pruning, seed
+from ..studies.collapse import describe_model
+from ..studies.iterations import PUBLISHED_MAX_RATIO
 from ..viz import pruning as viz
 from .app import App
-from .sweeps import (
-    FULL,
-    QUICK,
-    Settings,
-    build_model,
-    describe_model,
-    log10_rho_grid,
-    prune_synflow,
-)
 
-__all__ = ["ITERATIONS", "PUBLISHED_MAX_RATIO", "QUICK", "FULL", "iteration_study",
-           "iterations_view", "synflow_iterations_app", "describe_model", "clear_cache"]
-
-ITERATIONS = (1, 2, 5, 10, 20, 50, 100)
-# Fig. 7 of the SynFlow paper (VGG-19 at ImageNet init, ρ = 10³): the largest flow ratio
-# of a run against its number of iterations.
-PUBLISHED_MAX_RATIO = {"exponential": {1: 15.35, 70: 0.96, 100: 0.67}, "linear": {100: 14.4}}
-
-_STUDIES: dict = {}
-
-
-def clear_cache() -> None:
-    """Forget every cached iteration study."""
-    _STUDIES.clear()
+__all__ = ["iterations_view", "synflow_iterations_app"]
 
 
 def _finite(x):
     return x if math.isfinite(x) else None
-
-
-def iteration_study(model: str, settings: Settings = QUICK, *, log10_rho: float = 3.0,
-                    iterations=ITERATIONS, schedules=("exponential", "linear"),
-                    critical: bool = True, device=None, progress: bool = False) -> dict:
-    """SynFlow on ``model`` at compression 10^log10_rho with every number of
-    ``iterations`` and every schedule (cached).
-
-    Returns ``{"model", "layers", "sizes", "log10_rho", "iterations", "rho_max_log10",
-    "runs": {schedule: {n: run}}, "critical": {schedule: [log10 ρ per n]}}``, where a run
-    holds, per iteration, ``layer_density`` ([iteration][layer]), ``density`` and the
-    synaptic-flow ``ratio`` (:func:`nbkit.probes.flow_ratio`), plus ``max_ratio`` and
-    ``collapsed``. ``critical`` (when asked) is
-    :func:`nbkit.pruning.critical_compression` on a grid of ``settings.critical_step``.
-    """
-    iterations = tuple(int(n) for n in iterations)
-    dev = _device.get(device)
-    key = (model, settings, float(log10_rho), iterations, tuple(schedules), critical, str(dev))
-    if key in _STUDIES:
-        return _STUDIES[key]
-    seed(settings.seed)
-    dense = build_model(model, device=dev)
-    params = pruning.prunable_parameters(dense)
-    layers, sizes = list(params), [p.numel() for p in params.values()]
-    rho_max = math.log10(sum(sizes) / len(sizes))
-    if not 0 < log10_rho <= rho_max:
-        raise ValueError(f"log10_rho must be in (0, {rho_max:.2f}] for {model} (ρ_max = N/L);"
-                         f" got {log10_rho}")
-    with _device.cpu_threads(settings.cpu_threads, dev):
-        runs, crit = _iteration_runs(dense, layers, log10_rho, iterations, schedules,
-                                     critical, settings, dev, progress, model)
-    out = {"model": model, "layers": layers, "sizes": sizes, "log10_rho": float(log10_rho),
-           "iterations": list(iterations), "rho_max_log10": rho_max, "runs": runs,
-           "critical": crit if critical else None, "settings": asdict(settings)}
-    _STUDIES[key] = out
-    return out
-
-
-def _iteration_runs(dense, layers, log10_rho, iterations, schedules, critical, settings, dev,
-                    progress, model):
-    jobs = [(s, n) for s in schedules for n in iterations]
-    steps = jobs
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(jobs, desc=f"SynFlow runs on {model}")
-    runs = {s: {} for s in schedules}
-    crit = {s: [] for s in schedules}
-    for s, n in steps:
-        net, history = copy.deepcopy(dense), []
-        stopped = prune_synflow(net, 10.0 ** -log10_rho, n, s, dev, history)
-        ratio = probes.flow_ratio(history) if history else np.zeros(0)
-        runs[s][n] = {"layer_density": [[h["layer_density"][k] for k in layers]
-                                        for h in history],
-                      "density": [h["density"] for h in history], "ratio": ratio.tolist(),
-                      "max_ratio": float(np.max(ratio)) if ratio.size else float("nan"),
-                      "collapsed": stopped is not None or pruning.collapsed(net),
-                      "stopped": stopped}
-        if critical:
-            crit[s].append(_critical_synflow(dense, n, s, settings.critical_step, dev,
-                                             lo=crit[s][-1] if crit[s] else None))
-    return runs, crit
-
-
-def _critical_synflow(dense, n, schedule, step, dev, lo=None):
-    """Largest log10 ρ on the grid 0, step, ..., log10(N/L) at which SynFlow with ``n``
-    iterations leaves no layer empty (a run whose network disconnects before its last
-    iteration fails too). More iterations collapse no sooner, so the bisection starts at
-    ``lo`` (the critical compression of fewer iterations) when given and still holds."""
-    sizes = [p.numel() for p in pruning.prunable_parameters(dense).values()]
-    grid = log10_rho_grid(sizes, step)
-
-    def fails(x):
-        net = copy.deepcopy(dense)
-        return (prune_synflow(net, 10.0 ** -x, n, schedule, dev) is not None
-                or pruning.collapsed(net))
-
-    if not fails(grid[-1]):
-        return grid[-1]
-    good, bad = 0, len(grid) - 1
-    if lo in grid[1:-1] and not fails(lo):
-        good = grid.index(lo)
-    while bad - good > 1:
-        mid = (good + bad) // 2
-        good, bad = (good, mid) if fails(grid[mid]) else (mid, bad)
-    return grid[good] if good or not fails(grid[0]) else None
 
 
 def iterations_view(study: dict, iterations: int, schedule: str) -> dict:

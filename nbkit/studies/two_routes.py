@@ -1,0 +1,123 @@
+"""[TR]'s two routes (notebook 06): local rules against weight estimation as the network
+gets deeper and the updates noisier. One grid trains every rule at every (depth, update
+noise σ) point; the app's sliders only index it.
+
+>>> grid = two_routes_grid(QUICK)
+>>> grid["test_acc"]["information_alignment"][-1][0]    # deepest net, no noise
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from .. import device as _device
+from .. import rules
+from . import learning_rules
+from .common import StudySettings, cached, for_mode
+
+__all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "point_settings",
+           "two_routes_grid"]
+
+
+@dataclass(frozen=True)
+class Settings(StudySettings):
+    """The depth × noise grid.
+
+    Args:
+        model: ``"mlp"`` (BatchNorm MLPs of ``width``, depth = weight layers) or
+            ``"resnet"`` (CIFAR ResNets, depth = ``resnet{depth}``).
+        depths, sigmas, rules: the grid's axes.
+        data, image_size: the dataset, and the size its images are pooled to.
+        train: keyword arguments of :func:`nbkit.train.fit`.
+        preset: the rules' coefficients (see :func:`nbkit.rules.convert`).
+        seed, threads: as in :class:`nbkit.studies.learning_rules.Settings`.
+    """
+
+    model: str = "mlp"
+    width: int = 64
+    batchnorm: bool = True
+    depths: tuple = (2, 4, 6)
+    sigmas: tuple = (0.0, 0.3, 1.0)
+    rules: tuple = ("backprop", "weight_mirror", "information_alignment", "kolen_pollack",
+                    "activation_alignment", "symmetric_alignment")
+    data: str = "cifar10-mini"
+    image_size: int | None = 8
+    train: dict = field(default_factory=dict)
+    preset: str | None = "quick"
+    seed: int = 0
+    threads: int | None = None
+
+
+# Quick: BatchNorm MLPs on cifar10-mini shrunk to 8×8 pixels (54 runs, about 20 s on one
+# CPU core). Full: CIFAR ResNets on CIFAR-10 for two epochs each, on a GPU (84 runs).
+QUICK = Settings(
+    "quick", model="mlp", width=64, batchnorm=True, depths=(2, 4, 6), sigmas=(0.0, 0.3, 1.0),
+    data="cifar10-mini", image_size=8,
+    train={"steps": 150, "batch_size": 128, "lr": 0.05, "momentum": 0.9,
+           "weight_decay": 5e-4, "schedule": "cosine", "augment": False},
+    preset="quick", threads=1)
+FULL = Settings(
+    "full", model="resnet", depths=(20, 32, 44, 56), sigmas=(0.0, 0.1, 0.3),
+    rules=("backprop", "feedback_alignment", "weight_mirror", "information_alignment",
+           "kolen_pollack", "activation_alignment", "symmetric_alignment"),
+    data="cifar10", image_size=None,
+    train={"steps": 782, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+           "weight_decay": 1e-4, "schedule": "cosine", "augment": True},
+    preset="quick")
+MODES = {"quick": QUICK, "full": FULL}
+
+
+def settings(mode: str = "quick", **changes) -> Settings:
+    """:data:`QUICK` or :data:`FULL`, with ``changes``."""
+    return for_mode(MODES, mode, **changes)
+
+
+def point_settings(s: Settings, depth: int, sigma: float) -> learning_rules.Settings:
+    """The :class:`~nbkit.studies.learning_rules.Settings` of one grid point: logged only
+    before and after training, with no δ angles (the grid shows final weight angles)."""
+    if s.model == "resnet":
+        model, kwargs = f"resnet{depth}", {}
+    else:
+        model, kwargs = s.model, {"depth": depth, "width": s.width, "batchnorm": s.batchnorm}
+    return learning_rules.Settings(
+        s.name, model=model, model_kwargs=kwargs, data=s.data, image_size=s.image_size,
+        train=dict(s.train), log_every=None, angle_batch=0, eval_samples=None,
+        preset=s.preset, sigma=float(sigma), seed=s.seed, threads=s.threads)
+
+
+def two_routes_grid(s: Settings = QUICK, *, device=None, progress: bool = True) -> dict:
+    """Final test accuracy and mean final weight angle of every rule of ``s`` at every
+    (depth, σ) point, as the grid :func:`nbkit.viz.rules.two_routes_figure` draws:
+    ``{"depths", "sigmas", "rules", "routes", "test_acc": {rule: [[acc per σ] per
+    depth]}, "alignment": {rule: [[degrees per σ] per depth]}, "chance", "note",
+    "depth_label", "settings"}``. Cached: the same settings return at once."""
+    for r in s.rules:
+        rules.get(r)
+    return _grid(s, _device.get(device), progress=progress)
+
+
+@cached(maxsize=4)
+def _grid(s, device, *, progress=True) -> dict:
+    points = [(r, d, sg) for d in s.depths for sg in s.sigmas for r in s.rules]
+    acc = {r: [[math.nan] * len(s.sigmas) for _ in s.depths] for r in s.rules}
+    ang = {r: [[math.nan] * len(s.sigmas) for _ in s.depths] for r in s.rules}
+    for r, d, sg in tqdm(points, desc="depth × noise grid", disable=not progress, leave=False):
+        i, j = s.depths.index(d), s.sigmas.index(sg)
+        run = learning_rules.train_rule(r, point_settings(s, d, sg), device=device)
+        acc[r][i][j] = run["test_acc"][-1]
+        ang[r][i][j] = (learning_rules.mean_over_layers(run["alignment"]) if run["finite"]
+                        else math.nan)
+    size = f", {s.image_size}×{s.image_size} px" if s.image_size else ""
+    model = ("CIFAR ResNets" if s.model == "resnet" else
+             f"{s.model} (width {s.width}" + (", BatchNorm" if s.batchnorm else "") + ")")
+    t = s.train
+    note = (f"{model} on {s.data}{size}; {t['steps']} SGD steps of batch {t['batch_size']}, "
+            f"lr {t['lr']:g}; {'quick-mode' if s.preset == 'quick' else 'paper'} "
+            "coefficients; one seed")
+    depth_label = "depth (ResNet layers)" if s.model == "resnet" else "depth (weight layers)"
+    return {"depths": list(s.depths), "sigmas": list(s.sigmas), "rules": list(s.rules),
+            "routes": {r: rules.route(r) for r in s.rules}, "test_acc": acc, "alignment": ang,
+            "chance": 0.1, "note": note, "depth_label": depth_label, "settings": s.as_dict()}
