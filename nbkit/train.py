@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from . import data as _data
 from .device import get as get_device
 
-__all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "State",
+__all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "Optimizers",
+           "State",
            "SCHEDULES", "RECIPES", "steps_per_epoch"]
 
 HOOKS = ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end")
@@ -59,14 +60,15 @@ class State:
     extra: dict = field(default_factory=dict)
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, weight_decay: float, *,
+                 skip=frozenset()) -> list[dict]:
     """Optimizer parameter groups: one for ordinary parameters (with ``weight_decay``),
     and one per distinct ``param.optim`` dict for parameters that carry such overrides
-    (feedback matrices of learning rules use it to skip weight decay or set their own
-    learning rate)."""
+    (feedback matrices of learning rules use it to skip weight decay, or to set their own
+    learning rate or optimizer). Parameters whose ``id`` is in ``skip`` are left out."""
     plain, special = [], {}
     for p in model.parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or id(p) in skip:
             continue
         overrides = getattr(p, "optim", None)
         if overrides:
@@ -82,15 +84,57 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
     return groups
 
 
+class Optimizers:
+    """Several torch optimizers stepped as one (SGD for the network, Adam for the
+    feedback matrices that ask for it). ``param_groups`` lists every group, so a
+    learning-rate schedule and :class:`nbkit.rules.NoisyUpdates` see them all."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = [o for o in optimizers if o is not None]
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for o, s in zip(self.optimizers, state["optimizers"], strict=True):
+            o.load_state_dict(s)
+
+
 def make_optimizer(model: nn.Module, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                   device=None) -> torch.optim.SGD:
-    """SGD with (Nesterov) momentum over :func:`param_groups`; fused on CUDA."""
+                   device=None):
+    """SGD with (Nesterov) momentum over :func:`param_groups`, fused on CUDA; the groups
+    whose ``optim`` asks for ``"optimizer": "adam"`` (a learning rule's B under the quick
+    preset) get an Adam of their own, with their own lr, and both step as one
+    (:class:`Optimizers`)."""
     dev = get_device(device) if device is not None else next(model.parameters()).device
     kwargs = {"fused": True} if dev.type == "cuda" else {"foreach": True}
-    for g in (groups := param_groups(model, lr, weight_decay)):
+    groups = param_groups(model, lr, weight_decay)
+    for g in groups:
         g["initial_lr"] = g["lr"]
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                           weight_decay=weight_decay, **kwargs)
+    unknown = sorted({g.get("optimizer", "sgd") for g in groups} - {"sgd", "adam"})
+    if unknown:
+        raise ValueError(f"unknown optimizer(s) {unknown} in a parameter's optim dict; use "
+                         "'sgd' or 'adam'")
+    sgd = [g for g in groups if g.get("optimizer", "sgd") == "sgd"]
+    adam = [{k: v for k, v in g.items() if k != "optimizer"} for g in groups
+            if g.get("optimizer") == "adam"]
+    first = torch.optim.SGD(sgd, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                            weight_decay=weight_decay, **kwargs) if sgd else None
+    if not adam:
+        return first
+    return Optimizers(first, torch.optim.Adam(adam, lr=adam[0]["lr"], **kwargs))
 
 
 def _cosine(t, total, _milestones, _gamma):

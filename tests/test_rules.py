@@ -239,8 +239,8 @@ def test_unconvert_restores_exact_backprop(how):
     model = nbkit.models.build("conv", depth=2, width=4)
     ref = copy.deepcopy(model)
     keys = list(model.state_dict())
-    rules.convert(model, "kolen_pollack", seed=0)
-    assert model.fc.weight.optim["weight_decay"] == pytest.approx(2e-3)
+    rules.convert(model, "symmetric_alignment", feedback_lr=0.5, seed=0)
+    assert model.fc.feedback.optim == {"weight_decay": 0.0, "lr": 0.5}
     rules.unconvert(model) if how == "unconvert" else rules.convert(model, "backprop")
     assert list(model.state_dict()) == keys
     assert type(model.fc) is nn.Linear and type(model.layers[0]) is nn.Conv2d
@@ -292,13 +292,14 @@ def test_fa_b_is_fixed_and_not_optimised():
 
 def test_deepcopy_keeps_rule_and_optimizer_settings():
     model = nbkit.models.build("conv", depth=2, width=4)
-    rules.convert(model, "kolen_pollack", alpha=0.01, feedback_lr=0.3)
+    rules.convert(model, "information_alignment", feedback_lr=0.3, feedback_optimizer="adam")
     twin = copy.deepcopy(model)
     assert twin.fc.feedback is not model.fc.feedback
     assert torch.equal(twin.fc.feedback, model.fc.feedback)
-    assert twin.fc.feedback.optim == {"weight_decay": 0.0, "lr": 0.3}
-    assert twin.fc.weight.optim == {"weight_decay": 0.02}
-    assert twin.fc.rule == "kolen_pollack" and rules.rule_of(twin) == "kolen_pollack"
+    assert twin.fc.feedback.optim == {"weight_decay": 0.0, "lr": 0.3, "optimizer": "adam"}
+    assert not hasattr(twin.fc.weight, "optim")
+    assert twin.fc.rule == "information_alignment"
+    assert rules.rule_of(twin) == "information_alignment"
 
 
 def test_seed_makes_b_repeat():

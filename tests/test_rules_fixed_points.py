@@ -41,13 +41,13 @@ def test_symmetric_alignment_goes_to_wt(layer):
 
 
 def test_kolen_pollack_gap_shrinks_geometrically():
-    """B and W get the same update and the same decay 2α, so B − Wᵀ shrinks by exactly
-    (1 − 2αη) per plain SGD step, whatever the data."""
+    """B and W get the same update; with the task's weight decay λ on W equal to B's decay
+    2α, B − Wᵀ shrinks by exactly (1 − 2αη) per plain SGD step, whatever the data."""
     torch.manual_seed(0)
     alpha, lr = 0.05, 0.5
     layer = rules.convert(nn.Linear(10, 6).to(D), "kolen_pollack", alpha=alpha, seed=0)
-    assert layer.weight.optim == {"weight_decay": 2 * alpha}
-    opt = torch.optim.SGD(rules.param_groups(layer, lr=lr, weight_decay=1e-4), lr=lr)
+    assert not hasattr(layer.weight, "optim")   # W keeps the task's decay
+    opt = torch.optim.SGD(rules.param_groups(layer, lr=lr, weight_decay=2 * alpha), lr=lr)
     gaps = [(layer.feedback - layer.weight).norm().item()]
     start = rules.alignment_angles(layer)["FeedbackLinear"]
     for _ in range(40):
@@ -78,7 +78,7 @@ def test_kolen_pollack_on_a_pruned_layer_still_goes_to_wt(layer):
     prune.random_unstructured(layer, "weight", amount=0.5)
     mask = layer.weight_mask
     layer = rules.convert(layer, "kolen_pollack", alpha=alpha, seed=0)
-    opt = torch.optim.SGD(rules.param_groups(layer, lr=lr, weight_decay=1e-4), lr=lr)
+    opt = torch.optim.SGD(rules.param_groups(layer, lr=lr, weight_decay=2 * alpha), lr=lr)
     shape = (16, 10) if isinstance(layer, nn.Linear) else (4, 3, 6, 6)
 
     def gap():  # (prune recomputes .weight only in the forward pass)
@@ -115,19 +115,27 @@ def test_kolen_pollack_on_a_pruned_layer_still_goes_to_wt(layer):
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0])
-@pytest.mark.parametrize("layer", [nn.Linear(16, 6), nn.Conv2d(2, 4, 3)])
-def test_weight_mirror_is_proportional_to_wt_under_white_noise(layer, beta):
+@pytest.mark.parametrize("layer, form, scale", [
+    (nn.Linear(16, 6), "reference", 1),
+    (nn.Conv2d(2, 4, 3), "reference", 36),      # [TR]'s code sums over the 6 × 6 positions
+    (nn.Conv2d(2, 4, 3), "per_position", 1)])   # nbkit's earlier mean over positions
+def test_weight_mirror_is_proportional_to_wt_under_white_noise(layer, form, scale, beta):
     """B → (β / 2α) E[x xᵀ] Wᵀ for unit white-noise inputs (the layer's own inputs play
-    no part: weight mirror feeds noise): ½ Wᵀ with [TR]'s α = β, Wᵀ itself with β = 2α."""
+    no part: weight mirror feeds noise): ½ Wᵀ with [TR]'s α = β on a Linear layer. For a
+    valid (unpadded) conv the reference sums over its P output positions: (β P / 2α) Wᵀ."""
     torch.manual_seed(0)
-    layer = rules.convert(layer, "weight_mirror", alpha=0.5, beta=beta, seed=0)
+    layer = copy.deepcopy(layer)
+    alpha = 0.5 * scale  # keeps the fixed point's length, and the step size, near 1
+    layer = rules.convert(layer, "weight_mirror", alpha=alpha, beta=beta, seed=0,
+                          conv_form=form)
     x = torch.full((256, 16), 3.0) if isinstance(layer, nn.Linear) else \
         torch.full((8, 2, 8, 8), 3.0)  # constant inputs: only the noise counts
-    _train_b(layer, x, steps=100, lr=0.1)
-    fb = _train_b(layer, x, steps=100, lr=0.01)
+    _train_b(layer, x, steps=100, lr=0.1 / scale)
+    fb = _train_b(layer, x, steps=100, lr=0.01 / scale)
     assert float(rules.angle(fb, layer.weight)) < 4
     ratio = (fb.norm() / layer.weight.norm()).item()
-    assert abs(ratio - beta) < 0.1 * beta
+    expected = beta * scale / (2 * alpha)
+    assert abs(ratio - expected) < 0.1 * expected
 
 
 def test_information_alignment_fixed_point():
@@ -174,12 +182,13 @@ def test_samples_option_estimates_on_part_of_the_batch():
 
 
 def test_information_alignment_fixed_point_of_a_conv_on_patches():
-    """For a conv, a sample is one output position: x its input patch, y = W x its output
-    channels, and B → E[x yᵀ](E[y yᵀ] + I)⁻¹ over all (example, position) pairs."""
+    """With ``conv_form="per_position"`` a conv's sample is one output position: x its
+    input patch, y = W x its output channels, and B → E[x yᵀ](E[y yᵀ] + I)⁻¹ over all
+    (example, position) pairs."""
     torch.manual_seed(0)
     layer = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False).to(D)
     layer = rules.convert(layer, "information_alignment", alpha=0.2, beta=0.1, gamma=0.1,
-                          samples=None)
+                          samples=None, conv_form="per_position")
     x = torch.randn(16, 2, 7, 7, dtype=D)
     fb = _train_b(layer, x, steps=1500, lr=0.3)
     patches = torch.nn.functional.unfold(x, 3, padding=1, stride=2)  # (n, 18, positions)

@@ -75,8 +75,9 @@ def train_rule(config: dict, *, device, compile: bool = False) -> dict:
     """Train ``config["model"]`` with ``config["rule"]``
     (:func:`nbkit.studies.learning_rules.train_rule`) and return the final ``test_acc``,
     the history, the resolved rule ``settings``, and per layer over training
-    ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the rule's δ against backprop's,
-    on a fixed test batch) and ``norm_ratios`` (‖B‖/‖W‖), each as ``{"steps": [...],
+    ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the global δ angle: the rule's
+    δx against full backprop's, on a fixed test batch), ``local_delta_angles`` (B δy
+    against Wᵀ δy) and ``norm_ratios`` (‖B‖/‖W‖), each as ``{"steps": [...],
     "layers": {layer: [value per logged step]}}``. ``compile`` is passed on."""
     s = learning_rules.Settings.from_config(config)
     run = learning_rules.train_rule(config["rule"], s, device=device, compile=compile)
@@ -85,5 +86,6 @@ def train_rule(config: dict, *, device, compile: bool = False) -> dict:
             "settings": dict(run["coefficients"]),
             "weight_angles": learning_rules.angle_series(run, "alignment"),
             "delta_angles": learning_rules.angle_series(run, "gradient"),
+            "local_delta_angles": learning_rules.angle_series(run, "gradient_local"),
             "norm_ratios": learning_rules.angle_series(run, "norm_ratio"),
             "finite": run["finite"]}

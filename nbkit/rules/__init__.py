@@ -11,7 +11,7 @@ backprop                 Wᵀ                                          --
 feedback_alignment       fixed random                                --
 sign_symmetry            sign(Wᵀ), scaled to W                       --
 weight_mirror            decay + amp on white-noise inputs           alpha, beta
-kolen_pollack            W's update transported, shared decay        alpha
+kolen_pollack            W's update transported, own decay           alpha
 information_alignment    amp + null + decay                          alpha, beta, gamma
 activation_alignment     sparse + amp                                alpha, beta
 symmetric_alignment      decay + self                                alpha, beta
@@ -47,11 +47,23 @@ from .convert import (
 )
 from .functions import FeedbackFunction
 from .layers import FeedbackConv2d, FeedbackLinear
-from .registry import QUICK, ROUTES, RULES, Rule, get, names, ordered, register, resolve, route
+from .registry import (
+    QUICK,
+    QUICK_FEEDBACK,
+    ROUTES,
+    RULES,
+    Rule,
+    get,
+    names,
+    ordered,
+    register,
+    resolve,
+    route,
+)
 
 __all__ = [
     "convert", "unconvert", "names", "ordered", "route", "ROUTES", "get", "resolve", "register",
-    "Rule", "RULES", "QUICK",
+    "Rule", "RULES", "QUICK", "QUICK_FEEDBACK",
     "alignment_angles", "gradient_angles", "norm_ratios", "angle", "weight_layers",
     "AngleLogger", "NoisyUpdates", "FeedbackLinear", "FeedbackConv2d", "FeedbackFunction",
     "converted_layers", "feedback_parameters", "param_groups", "rule_of",

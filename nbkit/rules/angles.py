@@ -2,9 +2,12 @@
 
 - :func:`alignment_angles`: the angle between W and Bᵀ (0° is backprop, ~90° is FA at
   its random start);
-- :func:`gradient_angles`: the angle between the δx each layer sends under the rule and
-  the δx it sends under backprop, on the same batch (whether learning follows the true
-  gradient);
+- :func:`gradient_angles`: the angle of the error each layer sends back, in two kinds.
+  ``kind="global"`` (the default): the δx the layer sends when every layer uses its rule,
+  against the δx it sends when every layer uses backprop, on the same batch (whether
+  learning follows the true gradient; errors compound through depth).
+  ``kind="local"`` ([TR]'s logged angle): the same incoming δy sent through B and through
+  Wᵀ, i.e. the angle between B δy and Wᵀ δy (what this layer alone does to the error);
 - :func:`norm_ratios`: ‖B‖ / ‖W‖.
 
 Every Linear and Conv2d layer is reported, keyed by module name; layers still on
@@ -112,14 +115,22 @@ def _sent_gradients(model, layers, x, y, loss_fn) -> dict[str, list]:
     return out
 
 
-def gradient_angles(model: nn.Module, batch, loss_fn=None) -> dict[str, float]:
-    """``{layer_name: degrees}`` between the δx each layer sends under its rule and the
-    δx it sends when every layer uses backprop, for one batch ``(x, y)``.
+KINDS = ("global", "local")
+
+
+def gradient_angles(model: nn.Module, batch, loss_fn=None, *,
+                    kind: str = "global") -> dict[str, float]:
+    """``{layer_name: degrees}`` for one batch ``(x, y)``: with ``kind="global"``
+    between the δx each layer sends under its rule and the δx it sends when every layer
+    uses backprop; with ``kind="local"`` between B δy and Wᵀ δy for the δy that reaches
+    the layer under its rule (see the module docstring).
 
     The model keeps its train/eval mode; BatchNorm running statistics, parameter
     gradients and the RNG state are left as they were. ``loss_fn(output, y)`` defaults
     to cross-entropy.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     x, y = batch
     loss_fn = loss_fn or (lambda out, t: F.cross_entropy(out.float(), t))
     layers = weight_layers(model)
@@ -129,6 +140,9 @@ def gradient_angles(model: nn.Module, batch, loss_fn=None) -> dict[str, float]:
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            if kind == "local":
+                with _override(model, "nograd"):
+                    return _local_angles(model, layers, x, y, loss_fn)
             with _override(model, "nograd"):
                 rule = _sent_gradients(model, layers, x, y, loss_fn)
             with _override(model, "exact"):
@@ -146,3 +160,52 @@ def gradient_angles(model: nn.Module, batch, loss_fn=None) -> dict[str, float]:
         else:
             values[n] = torch.tensor(math.nan)
     return _floats({n: v.to(x.device) for n, v in values.items()})
+
+
+def _incoming(model, layers, x, y, loss_fn):
+    """Per layer, its inputs and the δy that reached its output, for each call."""
+    seen = {name: [] for name, _ in layers}
+
+    def make_hook(name):
+        def hook(_module, args, out):
+            seen[name].append((args[0].detach(), out))
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in layers]
+    try:
+        loss = loss_fn(model(x), y)
+    finally:
+        for h in handles:
+            h.remove()
+    flat = [(n, inp, out) for n, calls in seen.items() for inp, out in calls
+            if out.requires_grad]
+    grads = torch.autograd.grad(loss, [out for _, _, out in flat], allow_unused=True)
+    got = {name: [] for name, _ in layers}
+    for (n, inp, out), g in zip(flat, grads):
+        got[n].append((inp, torch.zeros_like(out) if g is None else g.detach()))
+    return got
+
+
+def _local_angles(model, layers, x, y, loss_fn) -> dict[str, float]:
+    incoming = _incoming(model, layers, x, y, loss_fn)
+    values = {}
+    for name, m in layers:
+        calls = incoming[name]
+        if not calls:
+            values[name] = torch.tensor(math.nan)
+            continue
+        if not isinstance(m, FeedbackLayer) or m._plan.feedback == "transpose":
+            values[name] = torch.zeros((), device=calls[0][0].device)  # B is Wᵀ
+            continue
+        kernel, w, ops = _kernel(m), m.weight.detach(), m._plan.ops
+        sent, true = [], []
+        for inp, g in calls:
+            if ops.kind == "linear":
+                inp, g = inp.reshape(-1, inp.shape[-1]), g.reshape(-1, g.shape[-1])
+            elif getattr(m, "_pre_pad", None) is not None:
+                inp = F.pad(inp, m._pre_pad, mode=m._pad_mode)
+            inp, g = inp.to(w.dtype), g.to(w.dtype)
+            sent.append(ops.input_grad(g, kernel.to(w.dtype), inp).flatten())
+            true.append(ops.input_grad(g, w, inp).flatten())
+        values[name] = angle(torch.cat(sent), torch.cat(true))
+    return _floats(values)

@@ -22,16 +22,17 @@ __all__ = ["AngleLogger", "NoisyUpdates"]
 
 
 class AngleLogger:
-    """Log :func:`alignment_angles`, :func:`gradient_angles` and :func:`norm_ratios` every
-    ``every`` steps (and once before training) into ``history["angles"]``, as
-    ``{"step", "alignment", "gradient", "norm_ratio"}`` dicts of ``{layer: float}``.
+    """Log :func:`alignment_angles`, both kinds of :func:`gradient_angles` and
+    :func:`norm_ratios` every ``every`` steps (and once before training) into
+    ``history["angles"]``, as ``{"step", "alignment", "gradient" (the global δ angle),
+    "gradient_local" (the local one), "norm_ratio"}`` dicts of ``{layer: float}``.
 
     Args:
         every: log after every ``every``-th optimizer step.
         batch: a fixed ``(x, y)`` batch for the gradient angle (moved to the model's
             device); by default the current training batch. Before training, with no
             batch, the gradient angle is left out (an empty dict).
-        gradient: also compute the gradient angle (two extra forward/backward passes).
+        gradient: also compute the δ angles (three extra forward/backward passes).
         loss_fn: the loss for the gradient angle (default: cross-entropy).
         key: the history key.
     """
@@ -47,12 +48,14 @@ class AngleLogger:
     def log(self, model: nn.Module, step: int, batch=None) -> dict:
         """Measure now and return the record (also kept in ``self.records``)."""
         batch = self.batch if self.batch is not None else batch
-        grad = {}
+        grad, local = {}, {}
         if self.gradient and batch is not None:
             dev = next(model.parameters()).device
-            grad = gradient_angles(model, tuple(t.to(dev) for t in batch), self.loss_fn)
+            batch = tuple(t.to(dev) for t in batch)
+            grad = gradient_angles(model, batch, self.loss_fn, kind="global")
+            local = gradient_angles(model, batch, self.loss_fn, kind="local")
         record = {"step": int(step), "alignment": alignment_angles(model), "gradient": grad,
-                  "norm_ratio": norm_ratios(model)}
+                  "gradient_local": local, "norm_ratio": norm_ratios(model)}
         self.records.append(record)
         return record
 

@@ -111,7 +111,7 @@ def _strip(m: nn.Module) -> None:
 
 
 def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
-                   feedback_lr: float | None) -> None:
+                   feedback: dict) -> None:
     if isinstance(m, FeedbackLayer):
         _strip(m)
     base = plain_class(m)
@@ -137,9 +137,7 @@ def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
         fb = torch.empty_like(w.detach())
         fb.copy_(draw)
         m.feedback = nn.Parameter(fb, requires_grad=rule.learned)
-        param_optim["feedback"] = {"weight_decay": 0.0}
-        if feedback_lr is not None:
-            param_optim["feedback"]["lr"] = float(feedback_lr)
+        param_optim["feedback"] = {"weight_decay": 0.0, **feedback}
     else:
         m.register_parameter("feedback", None)
     if rule.shares_decay:
@@ -157,7 +155,7 @@ def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
 
 def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = None,
             preset: str | None = None, feedback_lr: float | None = None,
-            **coefficients) -> nn.Module:
+            feedback_optimizer: str | None = None, **coefficients) -> nn.Module:
     """Make every Linear and Conv2d layer of ``model`` learn with ``rule``, in place.
 
     Args:
@@ -170,33 +168,70 @@ def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = N
             a warning.
         seed: seeds the draw of the random B's (default: drawn from torch's global RNG,
             so ``nbkit.seed`` makes it repeat).
-        preset: ``"quick"`` uses :data:`QUICK`'s larger coefficients for short demos;
-            ``None``/``"default"`` uses [TR]'s.
-        feedback_lr: a learning rate of B's own (put in B's ``optim`` dict), the other way
-            to fast alignment; or build a separate optimizer over
-            :func:`feedback_parameters`.
+        preset: ``"quick"`` for short demos (see :data:`QUICK` and
+            :data:`QUICK_FEEDBACK`: larger coefficients for SA and KP, an Adam of B's own
+            for WM, IA and AA); ``None``/``"default"`` uses [TR]'s coefficients with B on
+            the task's optimizer.
+        feedback_lr: a learning rate of B's own (put in B's ``optim`` dict).
+        feedback_optimizer: ``"sgd"`` (the task's optimizer, the default) or ``"adam"``
+            (an Adam over the B's, built by :func:`nbkit.train.make_optimizer`; the
+            reference code's separate alignment optimizer). Neither applies to a rule
+            that transports W's update into B (Kolen-Pollack): B must get exactly W's
+            update.
         **coefficients: override the rule's coefficients (``alpha=...``) and options
             (``samples=...``); a name the rule does not have is an error.
 
     Converting an already converted model replaces its rule (and draws new B's); it does
     not stack wrappers.
+
+    Kolen-Pollack: B gets W's update plus a decay of its own, 2α B (from α(‖W‖² + ‖B‖²));
+    W keeps the task's weight decay λ (set by the optimizer, as for backprop). So the gap
+    D = B − Wᵀ follows D ← D − η(2α D + (2α − λ) Wᵀ) under plain SGD: with 2α = λ it
+    shrinks by (1 − 2αη) per step whatever the data; otherwise B tends to (λ / 2α) Wᵀ,
+    aligned with W but shorter (longer when 2α < λ).
     """
     r = registry.get(rule)
     settings = registry.resolve(r, preset, **coefficients)
+    asked = {k: v for k, v in (("feedback_lr", feedback_lr),
+                               ("feedback_optimizer", feedback_optimizer)) if v is not None}
     if r.feedback == "transpose":
-        if feedback_lr is not None:
-            raise ValueError("feedback_lr has no effect with backprop, which has no B")
+        if asked:
+            raise ValueError(f"{', '.join(asked)} has no effect with backprop, which has no B")
         return unconvert(model)
-    if feedback_lr is not None and not r.learned:
-        raise ValueError(f"feedback_lr applies to learned rules only; {r.name!r} does not "
-                         "learn its B")
+    if asked and not r.learned:
+        raise ValueError(f"{', '.join(asked)} applies to learned rules only; {r.name!r} "
+                         "does not learn its B")
+    if asked and r.transport:
+        raise ValueError(f"{', '.join(asked)} cannot be used with {r.name!r}: its B gets "
+                         "exactly W's update (that is the rule), so it must share W's "
+                         "optimizer and learning rate. Set the task's learning rate instead, "
+                         f"or B's decay with alpha=...")
+    feedback = _feedback_update(r, preset, feedback_lr, feedback_optimizer)
     targets = _scan(model, strict)
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())
     gen = torch.Generator().manual_seed(int(seed))
     for _, m in targets:
-        _convert_layer(m, r, settings, gen, feedback_lr)
+        _convert_layer(m, r, settings, gen, feedback)
     return model
+
+
+def _feedback_update(rule, preset, lr, optimizer) -> dict:
+    """B's ``optim`` overrides: the preset's, then the caller's."""
+    update = registry.feedback_update(rule, preset) if rule.learned else {}
+    if optimizer is not None:
+        if optimizer not in registry.FEEDBACK_OPTIMIZERS:
+            raise ValueError(f"feedback_optimizer must be one of "
+                             f"{list(registry.FEEDBACK_OPTIMIZERS)}, got {optimizer!r}")
+        update["optimizer"] = optimizer
+    if lr is not None:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+                or lr <= 0:
+            raise ValueError(f"feedback_lr must be a finite number > 0, got {lr!r}")
+        update["lr"] = float(lr)
+    if update.get("optimizer") == "sgd":
+        update.pop("optimizer")
+    return update
 
 
 def unconvert(model: nn.Module) -> nn.Module:
@@ -229,22 +264,20 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *,
                  feedback: bool = True) -> list[dict]:
     """Optimizer parameter groups for a plain torch loop: one group for ordinary
     parameters, one per distinct ``param.optim`` override dict (B: no weight decay, and
-    its own lr when asked; Kolen-Pollack's W: the shared decay). ``feedback=False``
-    leaves the learned B's out (give them an optimizer of their own).
+    its own lr when asked). ``feedback=False`` leaves the learned B's out (give them an
+    optimizer of their own). A B that asks for an optimizer other than SGD (the quick
+    preset's Adam) is an error here: :func:`nbkit.train.make_optimizer` builds both.
 
     >>> opt = torch.optim.SGD(param_groups(model, lr=0.1, weight_decay=5e-4), momentum=0.9)
     """
+    from ..train import param_groups as groups_of
+
     skip = set() if feedback else {id(p) for p in feedback_parameters(model)}
-    plain, special = [], {}
-    for p in model.parameters():
-        if not p.requires_grad or id(p) in skip:
-            continue
-        overrides = getattr(p, "optim", None)
-        if overrides:
-            special.setdefault(tuple(sorted(overrides.items())), []).append(p)
-        else:
-            plain.append(p)
-    groups = [{"params": plain, "lr": lr, "weight_decay": weight_decay}] if plain else []
-    for key, params in special.items():
-        groups.append({"params": params, "lr": lr, "weight_decay": weight_decay, **dict(key)})
+    groups = groups_of(model, lr, weight_decay, skip=skip)
+    own = sorted({g["optimizer"] for g in groups if g.get("optimizer", "sgd") != "sgd"})
+    if own:
+        raise ValueError(f"this model's B's ask for an optimizer of their own ({', '.join(own)}"
+                         "); build both with nbkit.train.make_optimizer(model, ...), or pass "
+                         "feedback=False here and give rules.feedback_parameters(model) an "
+                         "optimizer yourself")
     return groups

@@ -3,22 +3,31 @@ they are computed with.
 
 Storage convention: a layer's ``feedback`` tensor has the shape of its ``weight``. The
 backward matrix B of the science (same shape as Wᵀ) is its transpose; for a conv, B is
-the transposed convolution with the ``feedback`` kernel. Writing F = Bᵀ, the primitives'
-gradients with respect to F are (E: mean over samples; x and W constants; y = W x)::
+the transposed convolution with the ``feedback`` kernel. Writing F = Bᵀ, y = W x and
+E for the mean over the batch's examples (x and W are constants), the primitives and
+their gradients with respect to F are, exactly as [TR]'s reference code computes them::
 
-    decay   R = ‖B‖²           dR/dF =  2 F
-    amp     R = −E⟨B y, x⟩      dR/dF = −E[y xᵀ]           (Hebbian)
-    sparse  R = E‖Bᵀ x‖²        dR/dF =  2 E[(F x) xᵀ]
-    null    R = E‖B y‖²         dR/dF =  2 E[y yᵀ] F
-    self    R = −tr(B W)        dR/dF = −W
+    decay   R = ‖W‖² + ‖B‖²              dR/dF =  2 F
+    amp     R = −E Σ ⟨B y, x⟩           dR/dF = −E Σ y xᵀ           (Hebbian)
+    sparse  R = E Σ ‖Wx‖² + E Σ ‖Bᵀx‖²   dR/dF =  2 E Σ (F x) xᵀ
+    null    R = E ‖B y‖²                 dR/dF =  2 E Σ y (B y)ᵀ
+    self    R = −tr(B W)                 dR/dF = −W
 
-A sample is one example of a Linear layer; for a conv it is one output position of one
-example, with x the input patch that position sees and y = W x its output channels (the
-conv read as a matrix on patches, which is how B has Wᵀ's shape). Terms of the form
-E[g xᵀ] are the layer's weight gradient with ``g`` in place of δy (:meth:`wgrad`), so
-amp and sparse share one forward and one weight-gradient call:
-``wgrad(x, fwd(x, 2·sparse·F − amp·W))``. null needs only the small channel Gram
-matrix E[y yᵀ].
+For a Linear layer Σ is empty (one sample per example). For a conv, Σ sums over the
+output positions and channels: a conv is the matrix W acting on every input patch, so
+amp and sparse are the per-patch terms summed over the P output positions, and ``B y``
+in null is the image-space reconstruction ``conv_transpose(W x, F)``, in which the
+patches of neighbouring positions overlap (not a per-patch Gram matrix).
+
+Terms of the form Σ g xᵀ are the layer's weight gradient with ``g`` in place of δy
+(:meth:`wgrad`), so amp and sparse share one forward and one weight-gradient call,
+``wgrad(x, fwd(x, 2·sparse·F − amp·W))``; amp and null share one weight-gradient call,
+``wgrad(−amp·x + 2·null·(B y), y)``.
+
+``Plan.conv_form = "per_position"`` keeps nbkit's earlier convention for convs instead:
+every primitive a mean over examples *and* output positions (amp and sparse are 1/P of
+the reference's), and null on the per-patch Gram matrix E[y yᵀ] F. Its coefficients
+mean something else than [TR]'s; it is there to compare, never the default.
 """
 
 from __future__ import annotations
@@ -49,6 +58,11 @@ class LinearOps:
     @staticmethod
     def wgrad(x, g, like):
         return g.t() @ x
+
+    @staticmethod
+    def input_grad(g, kernel, x):
+        """Σ_o g_o F_o: the input gradient of ``g`` through ``kernel``."""
+        return g @ kernel
 
     @staticmethod
     def backward(g, x, kernel, mask):
@@ -95,6 +109,11 @@ class ConvOps:
         ``g`` (``like`` gives the kernel shape)."""
         return self._call(g, x, like, (False, True, False))[1]
 
+    def input_grad(self, g, kernel, x):
+        """``conv_transpose(g, kernel)`` back to ``x``'s shape: the input gradient of
+        output gradients ``g`` through ``kernel``."""
+        return self._call(g, x, kernel, (True, False, False))[0]
+
     def backward(self, g, x, kernel, mask):
         """One fused convolution-backward call with ``kernel`` as the weight: the input
         gradient through ``kernel`` and the (kernel-independent) weight and bias grads."""
@@ -125,7 +144,9 @@ class Plan:
 
     ``feedback`` is the rule's feedback kind; ``decay`` ... ``transport`` are the
     weights of the primitives in B's gradient (0 when absent); ``sign_scale`` is sign
-    symmetry's scale; ``noise`` and ``samples`` choose the inputs the data terms see.
+    symmetry's scale; ``noise`` and ``samples`` choose the inputs the data terms see;
+    ``conv_form`` is ``"reference"`` ([TR]'s code, the default) or ``"per_position"``
+    (see the module docstring).
     """
 
     ops: object
@@ -139,6 +160,7 @@ class Plan:
     noise: bool = False
     samples: int | None = None
     sign_scale: float = 1.0
+    conv_form: str = "reference"
 
     @property
     def data_terms(self) -> bool:
@@ -152,7 +174,8 @@ def make_plan(ops, rule, settings: dict, sign_scale: float = 1.0) -> Plan:
         weights[prim] += settings[coef]
     return Plan(ops, rule.feedback, weights["decay"], weights["amp"], weights["sparse"],
                 weights["null"], weights["self"], 1.0 if rule.transport else 0.0,
-                rule.noise_inputs, settings.get("samples"), sign_scale)
+                rule.noise_inputs, settings.get("samples"), sign_scale,
+                settings.get("conv_form", "reference"))
 
 
 def feedback_grad(plan: Plan, x, g, weight, fb, dw):
@@ -187,6 +210,35 @@ def _data_terms(plan: Plan, x, weight, fb):
         src = torch.randn((n, *x.shape[1:]), device=x.device, dtype=x.dtype)
     else:
         src = x[:n]
+    if plan.conv_form == "per_position" and ops.kind == "conv":
+        return _per_position(plan, ops, src, weight, fb)
+    total = None
+
+    def add(term):
+        nonlocal total
+        total = term if total is None else total + term
+
+    if plan.null:  # B y needs y itself; amp rides on the same weight-gradient call
+        y = ops.fwd(src, weight)
+        recon = ops.input_grad(y, fb, src)  # B y: W x mapped back through B
+        inputs = (2.0 * plan.null) * recon
+        if plan.amp:
+            inputs = inputs - plan.amp * src
+        add(ops.wgrad(inputs, y, weight))
+        if plan.sparse:
+            add(ops.wgrad(src, ops.fwd(src, (2.0 * plan.sparse) * fb), weight))
+    else:  # amp and sparse in one convolution: (2·sparse·F − amp·W) x
+        kernel = (-plan.amp) * weight if plan.amp else None
+        if plan.sparse:
+            k = (2.0 * plan.sparse) * fb
+            kernel = k if kernel is None else kernel + k
+        add(ops.wgrad(src, ops.fwd(src, kernel), weight))
+    return total * (1.0 / max(n, 1))
+
+
+def _per_position(plan: Plan, ops, src, weight, fb):
+    """The data terms as means over examples and output positions, null on the per-patch
+    Gram matrix (nbkit's earlier convention for convs; see the module docstring)."""
     parts = []
     if plan.null:  # needs y itself, for its Gram matrix; scale the small results, not y
         y = ops.fwd(src, weight)
@@ -194,22 +246,18 @@ def _data_terms(plan: Plan, x, weight, fb):
             parts.append((-plan.amp) * ops.wgrad(src, y, weight))
         if plan.sparse:
             parts.append(ops.wgrad(src, ops.fwd(src, (2.0 * plan.sparse) * fb), weight))
-        h = None
-    else:  # amp and sparse in one convolution: (2·sparse·F − amp·W) x
+        parts.append((2.0 * plan.null) * ops.gram_times(y, fb))
+    else:
         kernel = (-plan.amp) * weight if plan.amp else None
         if plan.sparse:
             k = (2.0 * plan.sparse) * fb
             kernel = k if kernel is None else kernel + k
-        h = y = ops.fwd(src, kernel)
-    m = ops.samples(y)
-    if h is not None:
-        parts.append(ops.wgrad(src, h, weight))
-    if plan.null:
-        parts.append((2.0 * plan.null) * ops.gram_times(y, fb))
+        y = ops.fwd(src, kernel)
+        parts.append(ops.wgrad(src, y, weight))
     total = parts[0]
     for part in parts[1:]:
         total = total + part
-    return total * (1.0 / max(m, 1))
+    return total * (1.0 / max(ops.samples(y), 1))
 
 
 def kaiming_std(weight: torch.Tensor) -> float:

@@ -14,12 +14,12 @@ al. 2020). A few rules also take *options* that are not coefficients of a primit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "names", "ordered", "route", "label", "short", "get",
-           "resolve",
-           "register"]
+__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "QUICK_FEEDBACK", "feedback_update", "names",
+           "ordered", "route", "label", "short", "get", "resolve", "register"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class Rule:
             layer's own inputs (weight mirror).
         options: rule options that are not coefficients, with their defaults.
         transport: B's gradient includes W's gradient (Kolen-Pollack's transported update).
-        shares_decay: W gets the same decay as B (Kolen-Pollack), through its ``optim``
-            weight-decay override, so that B − Wᵀ shrinks geometrically.
+        shares_decay: W gets the same decay as B, through its ``optim`` weight-decay
+            override (off for every built-in rule: [TR]'s Kolen-Pollack lets W keep the
+            task's weight decay; see :func:`nbkit.rules.convert`).
         route: where the rule sits in [TR]'s story: ``"reference"`` (backprop),
             ``"local"`` (B learned from what the layer itself sees), ``"estimation"``
             (weight estimation: B tracks W through W, W x or W's updates) or ``"other"``.
@@ -84,7 +85,11 @@ def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
 # primitives are linear in these means, so a subset gives an unbiased estimate; B averages
 # it over many steps anyway. 64 examples (times every output position of a conv) keep the
 # extra convolutions of WM, IA and AA small at large batches; None uses the whole batch.
-_SAMPLES = {"samples": 64}
+# `conv_form` says how a conv layer's data primitives are normalised: "reference" (the
+# default: [TR]'s code, a batch mean summed over output positions, null on the image-space
+# reconstruction) or "per_position" (a mean over positions too; see .primitives).
+CONV_FORMS = ("reference", "per_position")
+_SAMPLES = {"samples": 64, "conv_form": "reference"}
 
 RULES: dict[str, Rule] = {r.name: r for r in (
     _rule("backprop", "transpose", route="reference", order=0, label="Backprop", short="BP",
@@ -102,8 +107,8 @@ RULES: dict[str, Rule] = {r.name: r for r in (
           _SAMPLES, route="local", order=40, label="Information alignment", short="IA",
           summary="amp + null + decay"),
     _rule("kolen_pollack", "learned", {"alpha": ("decay", 1e-3)}, transport=True,
-          shares_decay=True, route="estimation", order=50, label="Kolen-Pollack", short="KP",
-          summary="B gets W's update (transported) and a shared decay"),
+          route="estimation", order=50, label="Kolen-Pollack", short="KP",
+          summary="B gets W's update (transported) and a decay of its own"),
     _rule("activation_alignment", "learned", {"alpha": ("sparse", 1e-3), "beta": ("amp", 2e-3)},
           _SAMPLES, route="estimation", order=60, label="Activation alignment", short="AA",
           summary="sparse + amp (uses W x)"),
@@ -113,25 +118,34 @@ RULES: dict[str, Rule] = {r.name: r for r in (
 )}
 
 # Quick-mode presets for short demos (a few hundred SGD steps at lr ~0.05-0.1, momentum 0.9).
-# With [TR]'s defaults B approaches its fixed point at about lr·α per step (times
-# 1/(1 - momentum)), a time constant of thousands of steps. These presets scale every
-# coefficient of a rule by the same factor, which keeps the rule's fixed point, and make
-# the time constant tens of steps. Kolen-Pollack is the exception: B − Wᵀ only shrinks
-# through the decay that B and W share, so its alpha is also W's weight decay (2·alpha),
-# and a fast KP costs accuracy in a short run (measured on cifar10-mini, 500 steps at
-# lr 0.05: weight decay 0.02 alone takes backprop from 35% to 25%). Its preset is the
-# compromise that still brings every layer below 10° within 500 steps. The other way to
-# a quick demo is a separate learning rate for B: ``convert(model, rule, feedback_lr=...)``
-# (not for KP, whose B must get exactly W's update).
+#
+# With [TR]'s coefficients and one shared SGD, B approaches its fixed point at about
+# lr·α per step (times 1/(1 - momentum)): a time constant of thousands of steps. For the
+# rules without data terms (SA, KP) the quick preset scales every coefficient of a rule
+# by one factor, which keeps the fixed point and makes the time constant tens of steps.
+#
+# The data-driven rules (WM, IA, AA) cannot be sped up that way on convolutions: [TR]'s
+# primitives sum over a conv's P output positions, so their gradient, and the largest
+# stable step, scale with P (1024 for a 32 × 32 layer, 16 near the classifier). Any one
+# SGD step size is unstable for the large-P layers (measured: IA and AA at [TR]'s own
+# coefficients reach NaN within 150 steps of notebook 05's conv net at lr 0.05) or
+# glacial for the small-P ones. Their quick preset therefore keeps [TR]'s coefficients
+# (so the same fixed points) and gives B an optimizer of its own, Adam, whose step does
+# not scale with P: the reference code's "alignment_optimizer". Kolen-Pollack never gets
+# one: its B must receive exactly W's update.
 QUICK: dict[str, dict] = {
-    "weight_mirror": {"alpha": 0.05, "beta": 0.05},
     "kolen_pollack": {"alpha": 0.0075},
-    "information_alignment": {"alpha": 0.1, "beta": 0.05, "gamma": 0.05},
-    "activation_alignment": {"alpha": 0.05, "beta": 0.1},
     "symmetric_alignment": {"alpha": 0.05, "beta": 0.1},
 }
+QUICK_FEEDBACK: dict[str, dict] = {
+    "weight_mirror": {"optimizer": "adam", "lr": 0.005},
+    "information_alignment": {"optimizer": "adam", "lr": 0.005},
+    "activation_alignment": {"optimizer": "adam", "lr": 0.005},
+}
+FEEDBACK_OPTIMIZERS = ("sgd", "adam")
 
 PRESETS = {"default": {}, "quick": QUICK}
+PRESET_FEEDBACK = {"default": {}, "quick": QUICK_FEEDBACK}
 
 
 def names() -> list[str]:
@@ -198,6 +212,16 @@ def get(rule) -> Rule:
     return RULES[rule]
 
 
+def feedback_update(rule, preset: str | None = None) -> dict:
+    """How the preset updates the rule's B: ``{}`` (the task's optimizer, as in [TR]'s
+    reference setup) or ``{"optimizer": "adam", "lr": ...}`` (an optimizer of B's own)."""
+    r = get(rule)
+    preset = "default" if preset is None else preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return dict(PRESET_FEEDBACK.get(preset, {}).get(r.name, {}))
+
+
 def resolve(rule, preset: str | None = None, **overrides) -> dict:
     """The rule's settings: its default coefficients and options, then the preset's
     values, then ``overrides``. A name the rule does not have raises a ValueError."""
@@ -216,13 +240,17 @@ def resolve(rule, preset: str | None = None, **overrides) -> dict:
         settings.update(source)
     for k in r.coefficients:
         value = settings[k]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"coefficient {k!r} of rule {r.name!r} must be a number >= 0, "
-                             f"got {value!r}")
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or value < 0):
+            raise ValueError(f"coefficient {k!r} of rule {r.name!r} must be a finite number "
+                             f">= 0, got {value!r}")
         settings[k] = float(value)
     if settings.get("samples") is not None:
         s = settings["samples"]
         if not isinstance(s, int) or isinstance(s, bool) or s < 1:
             raise ValueError(f"option 'samples' of rule {r.name!r} must be a positive int "
                              f"or None, got {s!r}")
+    if "conv_form" in settings and settings["conv_form"] not in CONV_FORMS:
+        raise ValueError(f"option 'conv_form' of rule {r.name!r} must be one of "
+                         f"{list(CONV_FORMS)}, got {settings['conv_form']!r}")
     return settings

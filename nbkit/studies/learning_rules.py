@@ -91,7 +91,7 @@ def settings(mode: str = "quick", **changes) -> Settings:
     return for_mode(MODES, mode, **changes)
 
 
-_PER_LAYER = ("alignment", "gradient", "norm_ratio")
+_PER_LAYER = ("alignment", "gradient", "gradient_local", "norm_ratio")
 
 
 def _snapshot(run: dict) -> dict:
@@ -108,10 +108,11 @@ def iter_rule(rule: str, settings: Settings = QUICK, *, device=None, compile: bo
 
     A run holds the logged ``steps``, the mean training loss and accuracy since the
     previous log, the test loss and accuracy (on ``eval_samples`` test images), every
-    layer's ``alignment`` (W against Bᵀ), ``gradient`` (δ against backprop's, on a fixed
-    batch of ``angle_batch`` test images) and ``norm_ratio`` (‖B‖/‖W‖), and
-    ``progress`` in [0, 1]. The finished run also holds ``history`` (of
-    :func:`nbkit.train.fit`), ``coefficients`` (the resolved rule settings),
+    layer's ``alignment`` (W against Bᵀ), ``gradient`` (the global δ angle: the δx sent
+    under the rule against full backprop's) and ``gradient_local`` (the local one: B δy
+    against Wᵀ δy), both on a fixed batch of ``angle_batch`` test images, and
+    ``norm_ratio`` (‖B‖/‖W‖), and ``progress`` in [0, 1]. The finished run also holds
+    ``history`` (of :func:`nbkit.train.fit`), ``coefficients`` (the resolved rule settings),
     ``finite`` (no parameter became NaN or infinite) and ``seconds``.
     """
     rules.get(rule)  # a clear error for an unknown name, before any work
@@ -138,7 +139,7 @@ def _iter_rule(rule, settings, dev, compile):
     steps = settings.train.get("steps")
     run = {"rule": rule, "route": rules.route(rule), "steps": [], "train_loss": [],
            "train_acc": [], "test_loss": [], "test_acc": [], "alignment": {},
-           "gradient": {}, "norm_ratio": {}, "progress": 0.0}
+           "gradient": {}, "gradient_local": {}, "norm_ratio": {}, "progress": 0.0}
 
     def log(step, total, losses):
         record = logger.log(net, step)
