@@ -162,3 +162,30 @@ def test_fit_trains_a_quick_preset_rule_with_both_optimizers(mini):
                         progress=False)
     assert math.isfinite(history["train_loss"][-1])
     assert not torch.equal(model.fc.feedback.detach(), start)
+
+
+# ---------------------------------------------------------------------- the paper preset
+
+def test_paper_preset_takes_tuned_values_from_the_reference_file_and_never_guesses(
+        tmp_path, monkeypatch):
+    from nbkit.rules import registry
+
+    shipped = registry._paper_preset()
+    status = shipped[1]
+    # the shipped file has no tuned values: the preset says so and changes nothing
+    assert set(status) == {"weight_mirror", "information_alignment"}
+    assert all("not known here" in text for text in status.values())
+    assert rules.resolve("weight_mirror", "paper") == rules.resolve("weight_mirror")
+    doc = {"metaparameters": {"tuned": {"weight_mirror": {"alpha": 0.5, "beta": 0.25},
+                                        "information_alignment": {"alpha": 1.0,
+                                                                  "beta": None,
+                                                                  "gamma": 1.0}}}}
+    path = tmp_path / "two_routes.json"
+    path.write_text(__import__("json").dumps(doc))
+    monkeypatch.setattr(registry, "REFERENCE_FILE", path)
+    preset, status = registry._paper_preset()
+    assert preset == {"weight_mirror": {"alpha": 0.5, "beta": 0.25}}  # IA: one is unknown
+    assert status["weight_mirror"] == "the paper's tuned values"
+    assert "not known" in status["information_alignment"]
+    path.write_text("{broken")
+    assert "could not be read" in registry._paper_preset()[1]["*"]

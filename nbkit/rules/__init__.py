@@ -48,6 +48,7 @@ from .convert import (
 from .functions import FeedbackFunction
 from .layers import FeedbackConv2d, FeedbackLinear
 from .registry import (
+    PAPER,
     QUICK,
     QUICK_FEEDBACK,
     ROUTES,
@@ -56,6 +57,7 @@ from .registry import (
     get,
     names,
     ordered,
+    paper_preset_status,
     register,
     resolve,
     route,
@@ -63,7 +65,7 @@ from .registry import (
 
 __all__ = [
     "convert", "unconvert", "names", "ordered", "route", "ROUTES", "get", "resolve", "register",
-    "Rule", "RULES", "QUICK", "QUICK_FEEDBACK",
+    "Rule", "RULES", "QUICK", "QUICK_FEEDBACK", "PAPER", "paper_preset_status",
     "alignment_angles", "gradient_angles", "norm_ratios", "angle", "weight_layers",
     "AngleLogger", "NoisyUpdates", "FeedbackLinear", "FeedbackConv2d", "FeedbackFunction",
     "converted_layers", "feedback_parameters", "param_groups", "rule_of",

@@ -14,11 +14,14 @@ al. 2020). A few rules also take *options* that are not coefficients of a primit
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "QUICK_FEEDBACK", "feedback_update", "names",
+__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "QUICK_FEEDBACK", "PAPER", "feedback_update",
+           "paper_preset_status", "names",
            "ordered", "route", "label", "short", "get", "resolve", "register"]
 
 
@@ -144,8 +147,41 @@ QUICK_FEEDBACK: dict[str, dict] = {
 }
 FEEDBACK_OPTIMIZERS = ("sgd", "adam")
 
-PRESETS = {"default": {}, "quick": QUICK}
-PRESET_FEEDBACK = {"default": {}, "quick": QUICK_FEEDBACK}
+# The "paper" preset: [TR]'s tuned metaparameters, from data/reference/two_routes.json,
+# where that file has them (a rule it has none for keeps the reference code's fallbacks,
+# which are the defaults above). See paper_preset_status().
+REFERENCE_FILE = Path(__file__).resolve().parents[2] / "data" / "reference" / "two_routes.json"
+
+
+def _paper_preset() -> tuple[dict, dict]:
+    """(coefficients per rule with every tuned value known, {rule: status text})."""
+    try:
+        tuned = json.loads(REFERENCE_FILE.read_text())["metaparameters"]["tuned"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return {}, {"*": f"{REFERENCE_FILE.name} could not be read ({type(e).__name__}); the "
+                         "paper preset equals the default one"}
+    preset, status = {}, {}
+    for rule, values in tuned.items():
+        if not isinstance(values, dict) or rule not in RULES:
+            continue
+        known = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+        if known and len(known) == len(values):
+            preset[rule] = known
+            status[rule] = "the paper's tuned values"
+        else:
+            status[rule] = ("not known here (null in two_routes.json): the reference code's "
+                            "fallbacks, the same as the default preset")
+    return preset, status
+
+
+PAPER, _PAPER_STATUS = _paper_preset()
+PRESETS = {"default": {}, "quick": QUICK, "paper": PAPER}
+PRESET_FEEDBACK = {"default": {}, "quick": QUICK_FEEDBACK, "paper": {}}
+
+
+def paper_preset_status() -> dict:
+    """What the "paper" preset holds, per tuned rule: the paper's values, or why not."""
+    return dict(_PAPER_STATUS)
 
 
 def names() -> list[str]:
