@@ -207,8 +207,11 @@ def _vgg(plan, batchnorm):
 
 
 def _resnet(depth, base):
-    def make(num_classes, input_shape):
-        return ResNet(_resnet_cifar(depth, base), num_classes, input_shape[0])
+    def make(num_classes, input_shape, width_divisor=1):
+        if not isinstance(width_divisor, int) or width_divisor < 1 or base % width_divisor:
+            raise ValueError(f"width_divisor must be a positive int dividing {base}, got "
+                             f"{width_divisor!r}")
+        return ResNet(_resnet_cifar(depth, base // width_divisor), num_classes, input_shape[0])
     return make
 
 
@@ -228,7 +231,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 
 
 # Options of the registered families beyond the small nets (which take many).
-_OPTIONS = {"vgg": {"width_divisor"}}
+_OPTIONS = {"vgg": {"width_divisor"}, "resnet": {"width_divisor"},
+            "wide_resnet": {"width_divisor"}}
 
 
 def names() -> list[str]:
@@ -262,8 +266,9 @@ def build(name: str, num_classes: int = 10, input_shape=(3, 32, 32), device=None
         device: where to put the model (default: CPU; see :func:`nbkit.device.get`).
         **kwargs: architecture options. The small nets take ``depth``, ``width``,
             ``bias``, ``batchnorm``, ``activation`` and (conv only) ``pool``. The VGGs
-            take ``width_divisor=k``: every layer k times narrower (same depth and plan,
-            about k² times fewer weights), e.g. ``build("vgg16_bn", width_divisor=8)``.
+            and the CIFAR ResNets take ``width_divisor=k``: every layer k times narrower
+            (same depth and plan, about k² times fewer weights), e.g.
+            ``build("vgg16_bn", width_divisor=8)``, ``build("resnet56", width_divisor=2)``.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(names())}")

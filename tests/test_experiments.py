@@ -436,6 +436,10 @@ CHECKS = {
     "accuracy_vs_compression": lambda r: 0.0 <= r["test_acc"] <= 1.0 and r["history"]["step"],
     "learning_rules": lambda r: (r["finite"] and r["weight_angles"]["steps"][0] == 0
                                  and len(r["delta_angles"]["layers"]) == 5),
+    "two_routes_depth": lambda r: (r["finite"] and r["local_delta_angles"]["layers"]
+                                   and r["weight_angles"]["steps"] == [0, 3, 6]),
+    "two_routes_noise": lambda r: r["finite"] and 0.0 <= r["test_acc"] <= 1.0,
+    "wm_sensitivity": lambda r: r["finite"] and r["settings"]["beta"] > 0,
 }
 
 
@@ -496,3 +500,21 @@ def test_quick_layer_collapse_keeps_exact_counts_and_synflow_outlasts_magnitude(
     crit = E.collect(tmp_path, "layer_collapse", "quick")["summary"]["critical"]
     assert crit["synflow"] > crit["magnitude"]
     assert crit["synflow"] >= max(crit.values())
+
+
+@pytest.mark.parametrize("name", ["two_routes_depth", "two_routes_noise", "wm_sensitivity"])
+def test_the_two_routes_studies_run_whole_in_quick_mode(tmp_path, name, one_thread):
+    """Each of [TR]'s CIFAR studies runs its whole quick grid on the CPU and collects one
+    summary row per run, with the rule's settings as the grid declared them."""
+    report = E.sweep(name, "quick", tmp_path, device="cpu", progress=False)
+    assert report.remaining == 0 and not report.failed
+    merged = E.collect(tmp_path, name, "quick")
+    rows = merged["summary"]["rows"]
+    plan = runner.plan(E.get(name), "quick", tmp_path)
+    assert len(rows) == len(plan) == merged["provenance"]["runs"]
+    assert all(row["finite"] and 0 <= row["top1"] <= 100 for row in rows)
+    assert {row["rule"] for row in rows} == {p.config["rule"] for p in plan}
+    if name == "wm_sensitivity":  # β/α is what the grid varies
+        ratios = {row["rule"]: row["coefficients"]["beta"] / row["coefficients"]["alpha"]
+                  for row in rows}
+        assert ratios == {"weight_mirror": 0.001, "information_alignment": 0.001}

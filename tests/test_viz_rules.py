@@ -65,7 +65,7 @@ def test_training_curves_one_rule_draws_every_layer_with_a_ramp():
     assert "conv on cifar10-mini" in fig.layout.title.text
     titles = [a.text for a in fig.layout.annotations]
     for t in ("Training loss", "Test accuracy", "Weight angle between W and Bᵀ, per layer",
-              "δ angle against backprop, per layer"):
+              "Global δ angle: δx against full backprop's, per layer"):
         assert t in titles
     weight = traces(fig, lambda t: "W vs Bᵀ" in (t.hovertemplate or ""))
     delta = traces(fig, lambda t: "δ vs backprop" in (t.hovertemplate or ""))

@@ -16,7 +16,7 @@ rerun skips finished runs and redoes corrupt ones. The runs themselves are compu
 from __future__ import annotations
 
 from ..studies.results import path_for
-from . import grids, kinds  # noqa: F401  (declare the experiments, register the kinds)
+from . import grids, kinds, two_routes  # noqa: F401  (declare experiments, register kinds)
 from .grids import RECIPES
 from .runner import DEFAULT_OUT, SweepReport, collect, expand, plan, sweep
 from .spec import EXPERIMENTS, RUN_KINDS, Experiment, get, names, register_experiment, register_kind

@@ -9,6 +9,10 @@ with :func:`register_kind`) and, per variant ("quick", "full", ...), a grid::
                                                           # axes they do not fix
      "per": {"method": {"synflow": {"iterations": 100}}}}  # settings that depend on a value
 
+A grid may give ``"points"`` instead of crossing every axis: a list of points, each
+crossed with the axes it does not fix (for settings that go together, such as a rule and
+its coefficients); ``include`` points come on top.
+
 :func:`expand` turns a grid into a list of run configurations, ordered by the first axis
 (seed first, so an interrupted sweep has complete seeds; within a value of the first
 axis the ``include`` points come first). :func:`sweep` runs every
@@ -95,9 +99,10 @@ def expand(grid: dict, seeds=None, overrides: dict | None = None) -> list[dict]:
     ``seeds`` replaces the ``seed`` axis; ``overrides`` ({dotted key: value}) is applied
     to every configuration last, so it wins over ``base`` and ``per``.
     """
-    unknown = set(grid) - {"base", "axes", "include", "per"}
+    unknown = set(grid) - {"base", "axes", "include", "per", "points"}
     if unknown:
-        raise ValueError(f"unknown grid keys {sorted(unknown)}; use base, axes, include, per")
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; use base, axes, include, "
+                         "points, per")
     axes = dict(grid.get("axes", {}))
     if seeds is not None:
         if "seed" not in axes:
@@ -113,7 +118,12 @@ def expand(grid: dict, seeds=None, overrides: dict | None = None) -> list[dict]:
             yield {**fixed, **dict(zip(free, values))}
 
     points = [p for extra in grid.get("include", []) for p in product(dict(extra))]
-    points.extend(product({}))
+    if "points" in grid:
+        if not grid["points"]:
+            raise ValueError("'points' must be a non-empty list of dicts")
+        points.extend(p for point in grid["points"] for p in product(dict(point)))
+    else:
+        points.extend(product({}))
     if axes:
         first = next(iter(axes))
         order = {v: i for i, v in enumerate(axes[first])}

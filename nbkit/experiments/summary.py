@@ -12,7 +12,7 @@ import math
 import statistics
 from collections import defaultdict
 
-__all__ = ["layer_collapse", "accuracy_vs_compression", "learning_rules", "critical",
+__all__ = ["layer_collapse", "accuracy_vs_compression", "learning_rules", "two_routes", "critical",
            "compact_history",
            "PAPER_CRITICAL", "PAPER_ACCURACY", "PAPER_RULE_ERROR"]
 
@@ -168,3 +168,34 @@ def learning_rules(records: list) -> dict:
 def _last(layers: dict) -> dict:
     """``{layer: last logged value}`` of ``{layer: [values]}``."""
     return {k: v[-1] for k, v in layers.items() if v}
+
+
+# ----------------------------------------------------------------------- two routes
+
+def _mean_last(series: dict | None) -> float | None:
+    """The mean over layers of each layer's last finite value of a logged series."""
+    values = [v[-1] for v in ((series or {}).get("layers") or {}).values()
+              if v and v[-1] is not None and math.isfinite(v[-1])]
+    return _mean(values)
+
+
+def two_routes(records: list) -> dict:
+    """One row per run of the two-routes studies, ready for a table or a figure: the run's
+    rule, model, update noise σ and coefficients, its final top-1 (%), and the final
+    means over layers of the weight angle, the global and local δ angles and ‖B‖/‖W‖
+    (None where a run diverged or logged none). Rows are sorted by model, rule, σ."""
+    rows = []
+    for r in records:
+        c, res = r["config"], r["result"]
+        finite = bool(res.get("finite", True))
+        rows.append({
+            "rule": c["rule"], "model": c.get("model"), "seed": c.get("seed"),
+            "sigma": c.get("sigma", 0.0), "coefficients": c.get("coefficients") or {},
+            "top1": 100.0 * res["test_acc"] if finite else None, "finite": finite,
+            "weight_angle": _mean_last(res.get("weight_angles")) if finite else None,
+            "delta_angle": _mean_last(res.get("delta_angles")) if finite else None,
+            "local_delta_angle": _mean_last(res.get("local_delta_angles")) if finite else None,
+            "norm_ratio": _mean_last(res.get("norm_ratios")) if finite else None})
+    rows.sort(key=lambda row: (str(row["model"]), row["rule"], row["sigma"],
+                               sorted(row["coefficients"].items())))
+    return {"rows": rows}

@@ -14,6 +14,7 @@ module                 what it computes
 :mod:`.fig6`           Fig. 6 at full scale: published and nbkit's collected runs (04)
 :mod:`.learning_rules` one rule trained while its angles are logged (05)
 :mod:`.two_routes`     [TR]'s local rules against weight estimation over depth and noise
+:mod:`.sensitivity`    [TR]'s fragility claim: WM and IA over β/α on two architectures
 :mod:`.results`        every shipped and collected results file, one error policy
 =====================  ===============================================================
 
@@ -29,10 +30,11 @@ from . import (
     learning_rules,
     pruned_training,
     results,
+    sensitivity,
     two_routes,
 )
 from .common import StudySettings, cached, clear_cache
 
 __all__ = ["collapse", "conservation", "fig6", "iterations", "learning_rules",
-           "pruned_training", "results", "two_routes", "StudySettings", "cached",
+           "pruned_training", "results", "sensitivity", "two_routes", "StudySettings", "cached",
            "clear_cache"]

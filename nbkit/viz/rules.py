@@ -35,7 +35,7 @@ from .style import PUBLISHED_DASH, color_for, label_for, layer_colors
 __all__ = ["RULE_ORDER", "LOCAL_RULES", "ESTIMATION_RULES", "PUBLISHED_RESNET_ERROR",
            "PUBLISHED_MLP_ACC", "SHORT", "route_of", "training_curves", "published_figure",
            "full_results_figure", "provenance_text", "two_routes_figure", "mean_angle",
-           "final_by_rule", "routes_full_figure"]
+           "final_by_rule", "routes_full_figure", "sensitivity_figure"]
 
 # The rules' display order and [TR]'s two routes come from the registry (each rule's
 # `order` and `route`): local rules learn B from what the layer sees; weight estimation
@@ -138,7 +138,7 @@ def training_curves(runs, *, title: str = "Training with each learning rule",
                 hovertemplate=f"{name}<br>step %{{x}}<br>test accuracy %{{y:.1f}}%<extra></extra>",
                 **common)
         for panel, key, what in ((weight, "alignment", "W vs Bᵀ"),
-                                 (delta, "gradient", "δ vs backprop")):
+                                 (delta, "gradient", "global δ vs backprop")):
             layers = list(run.get(key, {}).items())
             ramp = layer_colors(len(layers) + 1)[:len(layers)]  # stop short of yellow
             for i, (layer, values) in enumerate(layers):
@@ -167,7 +167,7 @@ def training_curves(runs, *, title: str = "Training with each learning rule",
     return figure(title, [loss, acc, weight, delta], cols=2, subtitle=note or "",
                   titles=["Training loss", "Test accuracy",
                           "Weight angle between W and Bᵀ, per layer",
-                          "δ angle against backprop, per layer"],
+                          "Global δ angle: δx against full backprop's, per layer"],
                   hspace=0.09, vspace=0.14, match_x=True, height=height,
                   margin=dict(t=110 if note else 90), legend=dict(title=dict(text=legend)))
 
@@ -243,7 +243,7 @@ def full_results_figure(merged: dict, *, height: int = 540) -> go.Figure:
     return figure(f"Full-scale runs: {model} on {data}", [error, weight, delta],
                   subtitle=provenance_text(merged),
                   titles=["Test error (lower is better)", "Mean weight angle, W vs Bᵀ",
-                          "Mean δ angle against backprop"],
+                          "Mean global δ angle against backprop"],
                   hspace=0.08, height=height, margin=dict(t=110))
 
 
@@ -270,7 +270,7 @@ def routes_full_figure(merged: dict, *, height: int = 480, width: int = 1000) ->
     return figure("Full-scale runs: accuracy against alignment, by route", panels,
                   subtitle=provenance_text(merged),
                   titles=["Weight angle, W vs Bᵀ (final, mean over layers)",
-                          "δ angle against backprop (final, mean over layers)"],
+                          "Global δ angle against backprop (final, mean over layers)"],
                   hspace=0.1, height=height, width=width, margin=dict(t=110),
                   legend=dict(groupclick="toggleitem"))
 
@@ -355,3 +355,50 @@ def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
                   legend=dict(groupclick="toggleitem", orientation="h", x=0, xanchor="left",
                               y=-0.2, yanchor="top"),
                   margin=dict(t=110 if note else 90, b=150, r=40))
+
+
+# ------------------------------------------------------------- notebook 06: β/α ---
+
+_ARCH_DASH = ("solid", "dash", "dot", "dashdot")
+
+
+def sensitivity_figure(grid: dict, ratio: float, *, height: int = 470,
+                       width: int = 1000) -> go.Figure:
+    """[TR]'s fragility claim from a :func:`nbkit.studies.sensitivity.sensitivity_grid`:
+    test accuracy, the local δ angle (B δy against Wᵀ δy) and ‖B‖/‖W‖ of each rule
+    against β/α (log scale), one line per rule (its colour) and architecture (its dash),
+    with the chosen β/α marked. A rule whose curves stay flat tolerates a mistuned β/α;
+    one whose best β/α moves between architectures does not transfer."""
+    ratios = [float(x) for x in grid["ratios"]]
+    i = _nearest([math.log10(x) for x in ratios], math.log10(ratio))
+    acc, angle, norm = Panel(1), Panel(2), Panel(3)
+    for rule in grid["rules"]:
+        for k, arch in enumerate(grid["architectures"]):
+            name = f"{label_for(rule)}, {arch}"
+            common = dict(x=ratios, mode="lines+markers", legendgroup=name,
+                          line=dict(color=color_for(rule), dash=_ARCH_DASH[k % 4], width=2.2),
+                          marker=dict(size=7, color=color_for(rule)))
+            acc.add(y=[100 * a for a in grid["test_acc"][rule][arch]], name=name,
+                    hovertemplate=f"{name}<br>β/α %{{x:g}}<br>test accuracy %{{y:.1f}}%"
+                                  "<extra></extra>", **common)
+            angle.add(y=grid["local_delta_angle"][rule][arch], name=name, showlegend=False,
+                      hovertemplate=f"{name}<br>β/α %{{x:g}}<br>local δ angle %{{y:.1f}}°"
+                                    "<extra></extra>", **common)
+            norm.add(y=grid["norm_ratio"][rule][arch], name=name, showlegend=False,
+                     hovertemplate=f"{name}<br>β/α %{{x:g}}<br>‖B‖/‖W‖ %{{y:.2f}}"
+                                   "<extra></extra>", **common)
+    for panel in (acc, angle, norm):
+        panel.xaxis.update(type="log", title="β/α", tickvals=ratios,
+                           ticktext=[f"{x:g}" for x in ratios])
+        panel.vline(ratios[i])
+    acc.yaxis.update(title="test accuracy (%)", rangemode="tozero")
+    angle.yaxis.update(title="local δ angle (degrees)", range=[0, 95])
+    norm.yaxis.update(title="‖B‖/‖W‖", type="log")
+    norm.hline(1.0, text="‖B‖ = ‖W‖", side="right")
+    return figure(f"Weight mirror against information alignment as β/α moves "
+                  f"(marked: β/α = {ratios[i]:g})", [acc, angle, norm],
+                  subtitle=grid.get("note", ""),
+                  titles=["Test accuracy", "Local δ angle: B δy against Wᵀ δy",
+                          "Length of B against W"],
+                  hspace=0.08, height=height, width=width, margin=dict(t=110, b=70),
+                  legend=dict(orientation="h", x=0, y=-0.22, yanchor="top"))

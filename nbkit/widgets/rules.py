@@ -20,7 +20,7 @@ from ..viz import rules as V
 from ..viz.style import label_for
 from .app import App
 
-__all__ = ["feedback_alignment_app", "two_routes_app"]
+__all__ = ["feedback_alignment_app", "two_routes_app", "sensitivity_app"]
 
 
 def _describe_runs(result: dict) -> str:
@@ -29,7 +29,7 @@ def _describe_runs(result: dict) -> str:
         acc = run["test_acc"][-1]
         parts.append(f"<b>{label_for(run['rule'])}</b>: step {run['steps'][-1]}, "
                      f"test accuracy {100 * acc:.1f}%, mean weight angle "
-                     f"{V.mean_angle(run['alignment']):.1f}°, mean δ angle "
+                     f"{V.mean_angle(run['alignment']):.1f}°, mean global δ angle "
                      f"{V.mean_angle(run['gradient']):.1f}°")
     return "<br>".join(parts)
 
@@ -99,3 +99,26 @@ def two_routes_app(grid: dict, *, depth=None, sigma=None) -> App:
     return App(controls, lambda depth, sigma: {"grid": grid, "depth": depth, "sigma": sigma},
                lambda r: V.two_routes_figure(r["grid"], r["depth"], r["sigma"]),
                describe=lambda r: _describe_point(r["grid"], r["depth"], r["sigma"]))
+
+
+def _describe_sensitivity(grid: dict, ratio) -> str:
+    i = grid["ratios"].index(ratio)
+    parts = []
+    for rule in grid["rules"]:
+        accs = {a: grid["test_acc"][rule][a][i] for a in grid["architectures"]}
+        spread = {a: max(v) - min(v) for a, v in grid["test_acc"][rule].items()}
+        parts.append(f"<b>{label_for(rule)}</b> at β/α = {ratio:g}: " + ", ".join(
+            f"{a} {100 * v:.1f}%" for a, v in accs.items()) + " (range over β/α: " + ", ".join(
+            f"{a} {100 * v:.1f} pts" for a, v in spread.items()) + ")")
+    return "<br>".join(parts)
+
+
+def sensitivity_app(grid: dict, *, ratio=None) -> App:
+    """A β/α slider over a precomputed :func:`nbkit.studies.sensitivity.sensitivity_grid`:
+    weight mirror against information alignment on two architectures."""
+    ratio = grid["ratios"][len(grid["ratios"]) // 2] if ratio is None else ratio
+    controls = {"ratio": W.SelectionSlider(options=grid["ratios"], value=ratio,
+                                           description="β/α", continuous_update=True)}
+    return App(controls, lambda ratio: {"grid": grid, "ratio": ratio},
+               lambda r: V.sensitivity_figure(r["grid"], r["ratio"]),
+               describe=lambda r: _describe_sensitivity(r["grid"], r["ratio"]))
