@@ -66,22 +66,9 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, *,
     and one per distinct ``param.optim`` dict for parameters that carry such overrides
     (feedback matrices of learning rules use it to skip weight decay, or to set their own
     learning rate or optimizer). Parameters whose ``id`` is in ``skip`` are left out."""
-    plain, special = [], {}
-    for p in model.parameters():
-        if not p.requires_grad or id(p) in skip:
-            continue
-        overrides = getattr(p, "optim", None)
-        if overrides:
-            key = tuple(sorted(overrides.items()))
-            special.setdefault(key, []).append(p)
-        else:
-            plain.append(p)
-    groups = [{"params": plain, "lr": lr, "weight_decay": weight_decay}] if plain else []
-    for key, params in special.items():
-        group = {"params": params, "lr": lr, "weight_decay": weight_decay}
-        group.update(dict(key))
-        groups.append(group)
-    return groups
+    from .rules.convert import group_by_optim
+
+    return group_by_optim(model, lr, weight_decay, skip)
 
 
 class Optimizers:

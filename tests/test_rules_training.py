@@ -30,7 +30,7 @@ def _model(rule, **kw):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16),
                           nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
-    return rules.convert(model, rule, seed=0, **kw)
+    return rules.convert(model, rule, seed=0, input_shape=(3, 32, 32), **kw)
 
 
 def _train(model, data, steps, every=50, stop_below=None, lr=0.05, weight_decay=5e-4):

@@ -236,10 +236,12 @@ def test_final_table_of_a_small_collected_result():
 
 
 def test_the_shipped_gpu_run_of_the_learning_rules():
-    """data/results/learning_rules.short.json: every rule of nbkit.rules trained resnet20
-    on CIFAR-10; the table and both angle series are there, and the run shows what the
-    papers describe: Kolen-Pollack aligns and matches backprop, feedback alignment stays
-    near 90° and learns far less, and every rule beats chance."""
+    """data/results/learning_rules.short.json: every rule nbkit had on 2026-11-25 trained
+    resnet20 on CIFAR-10 (before direct feedback alignment, the reference-exact conv
+    primitives and KP at the task's decay); the table and both angle series are there,
+    and the run shows what the papers describe: Kolen-Pollack (then sharing W's decay)
+    aligns and matches backprop, feedback alignment stays near 90° and learns far less,
+    and every rule beats chance."""
     found = L.collected()
     assert found is not None and found.ok, found and found.error
     assert found.variant in ("short", "full")
@@ -247,7 +249,7 @@ def test_the_shipped_gpu_run_of_the_learning_rules():
     assert doc["provenance"]["runs_missing"] == 0
     assert doc["provenance"]["devices"] and "cpu" not in doc["provenance"]["devices"][0]
     final = L.final_by_rule(doc)
-    assert set(final) == set(nbkit.rules.names())
+    assert set(final) == {r for r in nbkit.rules.names() if not nbkit.rules.get(r).direct}
     assert all(f["test_acc"] > 0.3 for f in final.values())  # chance is 0.1
     bp, fa, kp = final["backprop"], final["feedback_alignment"], final["kolen_pollack"]
     assert bp["weight_angle"] == 0.0 and bp["delta_angle"] == 0.0

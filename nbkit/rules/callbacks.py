@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import registry
-from .angles import alignment_angles, gradient_angles, norm_ratios
+from .angles import gradient_angles, weight_probes
 from .convert import converted_layers
 from .layers import param_of
 
@@ -29,9 +29,12 @@ class AngleLogger:
 
     Args:
         every: log after every ``every``-th optimizer step.
-        batch: a fixed ``(x, y)`` batch for the gradient angle (moved to the model's
-            device); by default the current training batch. Before training, with no
-            batch, the gradient angle is left out (an empty dict).
+        batch: a fixed ``(x, y)`` batch for the gradient angle, and for the weight angle
+            and norm ratio of direct feedback alignment's layers (D against the mean true
+            feedback on the batch), moved to the model's device; by default the current
+            training batch (DFA's probes cost one forward and n_out backward passes on
+            it). Before training, with no batch, the gradient angle is left out (an
+            empty dict) and DFA's weight angles and norm ratios are NaN.
         gradient: also compute the δ angles (three extra forward/backward passes).
         loss_fn: the loss for the gradient angle (default: cross-entropy).
         key: the history key.
@@ -49,13 +52,15 @@ class AngleLogger:
         """Measure now and return the record (also kept in ``self.records``)."""
         batch = self.batch if self.batch is not None else batch
         grad, local = {}, {}
-        if self.gradient and batch is not None:
+        if batch is not None:
             dev = next(model.parameters()).device
             batch = tuple(t.to(dev) for t in batch)
+        if self.gradient and batch is not None:
             grad = gradient_angles(model, batch, self.loss_fn, kind="global")
             local = gradient_angles(model, batch, self.loss_fn, kind="local")
-        record = {"step": int(step), "alignment": alignment_angles(model), "gradient": grad,
-                  "gradient_local": local, "norm_ratio": norm_ratios(model)}
+        alignment, ratios = weight_probes(model, batch)
+        record = {"step": int(step), "alignment": alignment, "gradient": grad,
+                  "gradient_local": local, "norm_ratio": ratios}
         self.records.append(record)
         return record
 

@@ -3,6 +3,7 @@
 >>> convert(model, "feedback_alignment", seed=0)      # in place; returns model
 >>> convert(model, "symmetric_alignment", preset="quick")
 >>> convert(model, "symmetric_alignment", feedback_lr=0.5)   # B in its own lr group
+>>> convert(model, "direct_feedback_alignment", input_shape=(3, 32, 32))
 >>> unconvert(model)                                  # exact backprop again
 
 B (``layer.feedback``) is an ``nn.Parameter`` whose ``.grad`` the rule fills, so any
@@ -19,12 +20,13 @@ import warnings
 import torch
 from torch import nn
 
-from . import registry
+from . import direct, registry
 from .layers import (
     FEEDBACK_CLASSES,
     PLAIN_CLASSES,
     FeedbackConv2d,
     FeedbackLayer,
+    override,
     param_of,
     plain_class,
     set_class,
@@ -35,7 +37,7 @@ __all__ = ["convert", "unconvert", "converted_layers", "feedback_parameters", "p
            "rule_of"]
 
 _LAYER_ATTRS = ("rule", "coefficients", "_plan", "_override", "_param_optim", "_pre_pad",
-                "_pad_mode", "_saved_weight_optim")
+                "_pad_mode", "_saved_weight_optim", "_tap")
 
 
 def _unsupported_reason(module: nn.Module) -> str | None:
@@ -105,13 +107,16 @@ def _strip(m: nn.Module) -> None:
         else:
             w.optim = dict(saved)
     m._parameters.pop("feedback", None)
+    m._buffers.pop("direct_feedback", None)
     for attr in _LAYER_ATTRS:
         m.__dict__.pop(attr, None)
     set_class(m, PLAIN_CLASSES[plain_class(m)])
 
 
 def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
-                   feedback: dict) -> None:
+                   feedback: dict, sizes: tuple | None) -> None:
+    """Convert one layer; ``sizes`` is ``(n_out, one example's input shape, tap)`` for a
+    rule with direct feedback."""
     if isinstance(m, FeedbackLayer):
         _strip(m)
     base = plain_class(m)
@@ -140,6 +145,9 @@ def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
         param_optim["feedback"] = {"weight_decay": 0.0, **feedback}
     else:
         m.register_parameter("feedback", None)
+    if rule.direct:
+        n_out, shape, m._tap = sizes
+        m.register_buffer("direct_feedback", direct.draw(n_out, shape, gen, w))
     if rule.shares_decay:
         decay = 2.0 * sum(settings[k] for k, (p, _) in rule.terms.items() if p == "decay")
         param_optim["weight"] = {**(m._saved_weight_optim or {}), "weight_decay": decay}
@@ -155,7 +163,8 @@ def _convert_layer(m, rule: registry.Rule, settings: dict, gen: torch.Generator,
 
 def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = None,
             preset: str | None = None, feedback_lr: float | None = None,
-            feedback_optimizer: str | None = None, **coefficients) -> nn.Module:
+            feedback_optimizer: str | None = None, input_shape=None,
+            **coefficients) -> nn.Module:
     """Make every Linear and Conv2d layer of ``model`` learn with ``rule``, in place.
 
     Args:
@@ -178,11 +187,22 @@ def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = N
             reference code's separate alignment optimizer). Neither applies to a rule
             that transports W's update into B (Kolen-Pollack): B must get exactly W's
             update.
+        input_shape: one example's input shape (no batch dimension), for rules with
+            direct feedback only (ignored by the others): each layer's D is sized by one
+            forward pass of a batch of one (in eval mode, every layer on backprop).
+            Default: ``model.input_shape`` (which :func:`nbkit.models.build` records),
+            else ``(in_features,)`` when the model's first weight layer is a Linear.
         **coefficients: override the rule's coefficients (``alpha=...``) and options
             (``samples=...``); a name the rule does not have is an error.
 
     Converting an already converted model replaces its rule (and draws new B's); it does
     not stack wrappers.
+
+    Direct feedback alignment: every converted layer sends δx = D e, e being the error at
+    the output of ``model`` (forward hooks on ``model`` capture it; see :mod:`.direct`)
+    and D a fixed random persistent buffer of the layer's own (``direct_feedback``, in the
+    state dict), N(0, 1/m) for an input of m numbers per example, so that ‖D e‖ ≈ ‖e‖.
+    Converting to another rule, or :func:`unconvert`, removes the hooks and the D's.
 
     Kolen-Pollack: B gets W's update plus a decay of its own, 2α B (from α(‖W‖² + ‖B‖²));
     W keeps the task's weight decay λ (set by the optimizer, as for backprop). So the gap
@@ -208,12 +228,79 @@ def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = N
                          f"or B's decay with alpha=...")
     feedback = _feedback_update(r, preset, feedback_lr, feedback_optimizer)
     targets = _scan(model, strict)
+    if r.direct:
+        n_out, shapes = _direct_sizes(model, targets, input_shape)
+    direct.detach(model)
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())
     gen = torch.Generator().manual_seed(int(seed))
+    tap = direct.attach(model) if r.direct else None
     for _, m in targets:
-        _convert_layer(m, r, settings, gen, feedback)
+        _convert_layer(m, r, settings, gen, feedback,
+                       (n_out, shapes[m], tap) if r.direct else None)
     return model
+
+
+def _example_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
+    """One example's input shape: ``input_shape``, ``model.input_shape``, or the first
+    weight layer's ``in_features`` when that layer is a Linear."""
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+    if input_shape is None:
+        first = next((m for m in model.modules()
+                      if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))), None)
+        if isinstance(first, nn.Linear):
+            input_shape = (first.in_features,)
+    if input_shape is None:
+        raise ValueError("direct feedback alignment sizes each layer's D by one forward "
+                         "pass of a batch of one, but this model's input shape is unknown: "
+                         "pass input_shape=(channels, height, width) (one example, no batch "
+                         "dimension) to rules.convert, or set model.input_shape (as "
+                         "nbkit.models.build does)")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else ()
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                            for s in shape):
+        raise ValueError(f"input_shape must be a tuple of positive ints (one example, no "
+                         f"batch dimension), got {input_shape!r}")
+    return shape
+
+
+def _direct_sizes(model: nn.Module, targets, input_shape) -> tuple[int, dict]:
+    """``(n_out, {layer: one example's input shape})`` for direct feedback, from one
+    forward pass of a batch of one (eval mode, every layer on backprop, no gradient)."""
+    shape = _example_shape(model, input_shape)
+    like = next(p for p in model.parameters() if p.is_floating_point())
+    seen = {}
+
+    def record(module, args):
+        seen.setdefault(module, tuple(args[0].shape[1:]))
+
+    handles = [m.register_forward_pre_hook(record) for _, m in targets]
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad(), override(model, "exact"):
+            out = model(torch.zeros((1, *shape), device=like.device, dtype=like.dtype))
+    except Exception as e:
+        raise ValueError(f"direct feedback alignment sizes each layer's D by one forward pass "
+                         f"of a batch of one input of shape {shape}, and it failed "
+                         f"({type(e).__name__}: {e}); pass an input_shape=... that the model "
+                         "accepts (one example, no batch dimension)") from e
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes:
+            m.training = mode
+    if not isinstance(out, torch.Tensor):
+        raise ValueError("direct feedback alignment sends every layer the error at the "
+                         "model's output, so the model must return one tensor; it returned "
+                         f"a {type(out).__name__}")
+    missing = [name or "<model>" for name, m in targets if m not in seen]
+    if missing:
+        raise ValueError(f"direct feedback alignment: {', '.join(missing)} did not run in a "
+                         "forward pass of the model, so their D cannot be sized; convert "
+                         "the part of the model that runs")
+    return out[0].numel(), seen
 
 
 def _feedback_update(rule, preset, lr, optimizer) -> dict:
@@ -235,7 +322,9 @@ def _feedback_update(rule, preset, lr, optimizer) -> dict:
 
 
 def unconvert(model: nn.Module) -> nn.Module:
-    """Restore plain ``nn.Linear``/``nn.Conv2d`` layers (exact backprop), in place."""
+    """Restore plain ``nn.Linear``/``nn.Conv2d`` layers (exact backprop), in place (and
+    remove direct feedback alignment's output hooks)."""
+    direct.detach(model)
     for m in model.modules():
         if isinstance(m, FeedbackLayer):
             _strip(m)
@@ -270,14 +359,32 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, *,
 
     >>> opt = torch.optim.SGD(param_groups(model, lr=0.1, weight_decay=5e-4), momentum=0.9)
     """
-    from ..train import param_groups as groups_of
-
     skip = set() if feedback else {id(p) for p in feedback_parameters(model)}
-    groups = groups_of(model, lr, weight_decay, skip=skip)
+    groups = group_by_optim(model, lr, weight_decay, skip)
     own = sorted({g["optimizer"] for g in groups if g.get("optimizer", "sgd") != "sgd"})
     if own:
         raise ValueError(f"this model's B's ask for an optimizer of their own ({', '.join(own)}"
                          "); build both with nbkit.train.make_optimizer(model, ...), or pass "
                          "feedback=False here and give rules.feedback_parameters(model) an "
                          "optimizer yourself")
+    return groups
+
+
+def group_by_optim(model: nn.Module, lr: float, weight_decay: float, skip=()) -> list[dict]:
+    """Parameter groups: one for the parameters without an ``optim`` dict, one per distinct
+    ``optim`` dict (its keys override ``lr`` and ``weight_decay``, and may name an
+    ``optimizer``); parameters that do not require grad, or whose ``id`` is in ``skip``,
+    are left out."""
+    plain, special = [], {}
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in skip:
+            continue
+        overrides = getattr(p, "optim", None)
+        if overrides:
+            special.setdefault(tuple(sorted(overrides.items())), []).append(p)
+        else:
+            plain.append(p)
+    groups = [{"params": plain, "lr": lr, "weight_decay": weight_decay}] if plain else []
+    for key, params in special.items():
+        groups.append({"params": params, "lr": lr, "weight_decay": weight_decay, **dict(key)})
     return groups

@@ -6,15 +6,20 @@ returns the input gradient through B and the weight and bias gradients, which de
 only on x and δy. So the rule costs no more convolutions than backprop. Only the layer
 input x is saved (with W and B, which live anyway). B's gradient is filled by the
 rule's primitives (:func:`.primitives.feedback_grad`) in the same backward call.
+
+Direct feedback alignment has a function of its own, :class:`DirectFeedbackFunction`:
+the same forward pass and local weight gradient, and δx = D e (see :mod:`.direct`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from .direct import Call, input_grad, output_error
 from .primitives import Plan, feedback_grad
 
-__all__ = ["FeedbackFunction", "feedback_kernel"]
+__all__ = ["FeedbackFunction", "DirectFeedbackFunction", "feedback_kernel"]
 
 
 def feedback_kernel(plan: Plan, weight: torch.Tensor, fb: torch.Tensor | None) -> torch.Tensor:
@@ -48,3 +53,35 @@ class FeedbackFunction(torch.autograd.Function):
         dx, dw, db = plan.ops.backward(g, x, kernel, mask)
         dfb = feedback_grad(plan, x, g, weight, fb, dw) if need_f else None
         return dx, (dw if need_w else None), db, dfb, None
+
+
+class DirectFeedbackFunction(torch.autograd.Function):
+    """Direct feedback alignment: ``out = layer(x; W, b)`` forward; backward: δW = δy xᵀ
+    and δb = Σ δy for the δy that reached the output, and δx = D e, e being the output
+    error of the model call that ran the layer, whatever δy is.
+
+    Inputs: x (the layer's input, before any explicit padding), weight, bias (or None),
+    direct (D, shape ``(n_out, *one example's input shape)``), plan, call (the
+    :class:`.direct.Call` the layer ran in, or None) and pad (``(widths, mode)`` of an
+    explicit ``F.pad``, or None). Only the padded x is saved, as for the other rules.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, direct, plan: Plan, call: Call | None, pad):
+        xp = x if pad is None else F.pad(x, pad[0], mode=pad[1])
+        ctx.plan, ctx.call, ctx.shape, ctx.dtype = plan, call, x.shape, x.dtype
+        ctx.save_for_backward(xp, weight, direct)
+        return plan.ops.forward(xp, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp, weight, direct = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        ops = ctx.plan.ops
+        g = g.contiguous() if ops.kind == "linear" else g
+        dx = dw = db = None
+        if need_w or need_b:
+            _, dw, db = ops.backward(g, xp, weight, (False, need_w, need_b))
+        if need_x:
+            dx = input_grad(output_error(ctx.call), direct.to(ctx.dtype), ctx.shape)
+        return dx, (dw if need_w else None), db, None, None, None, None

@@ -6,10 +6,14 @@ existing layer into one in place (by changing its class), so its parameters, buf
 hooks and parametrizations stay what they were. A converted layer adds:
 
 - ``feedback``: the parameter F = Bᵀ, with ``weight``'s shape (None for sign symmetry,
-  whose B is computed from W). In a layer pruned with ``torch.nn.utils.prune`` (as
-  :func:`nbkit.pruning.prune` does), B is masked like W: a pruned connection sends no
-  error back either, B's gradient is zero there, and Kolen-Pollack's B still tends to
-  Wᵀ;
+  whose B is computed from W, and for direct feedback alignment, which has no B). In a
+  layer pruned with ``torch.nn.utils.prune`` (as :func:`nbkit.pruning.prune` does), B is
+  masked like W: a pruned connection sends no error back either, B's gradient is zero
+  there, and Kolen-Pollack's B still tends to Wᵀ;
+- for direct feedback alignment, ``direct_feedback``: the persistent buffer D, shape
+  ``(n_out, *one example's input shape)``, through which the layer sends the output error
+  back (see :mod:`.direct`; D is not masked by pruning: it maps the network's output,
+  not through W's connections), and ``_tap``, the root's :class:`.direct.OutputTap`;
 - ``rule``: the rule's name, and ``coefficients``: its settings;
 - ``optim`` dicts on its parameters, read by the optimizer helpers (see
   :func:`.convert.param_groups`); they survive ``copy.deepcopy``.
@@ -17,6 +21,7 @@ hooks and parametrizations stay what they were. A converted layer adds:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -24,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .functions import FeedbackFunction
+from .functions import DirectFeedbackFunction, FeedbackFunction
 
-__all__ = ["FeedbackLinear", "FeedbackConv2d", "FeedbackLayer", "param_of"]
+__all__ = ["FeedbackLinear", "FeedbackConv2d", "FeedbackLayer", "param_of", "override"]
 
 
 def _autocast_dtype(device_type: str):
@@ -60,6 +65,23 @@ class FeedbackLayer:
         (``weight_mask``) when it has one."""
         fb, mask = self.feedback, self._buffers.get("weight_mask")
         return fb if fb is None or mask is None else fb * mask
+
+    @property
+    def direct(self) -> bool:
+        """The layer sends the output error through D (direct feedback alignment)."""
+        return self._plan.feedback == "direct"
+
+    def _direct(self, x, w, b, shape, pad=None):
+        """DFA's output for ``x`` (``shape``: the module's input shape, before any
+        reshape or batch dimension was added; checked against D's)."""
+        direct = self.direct_feedback
+        want = tuple(direct.shape[1:])
+        if tuple(shape[len(shape) - len(want):]) != want:
+            raise ValueError(f"direct feedback alignment sized this layer's D for inputs of "
+                             f"shape {want} per example, but got an input of shape "
+                             f"{tuple(shape)}. Convert the model again with input_shape=... "
+                             "(one example of the data it sees)")
+        return DirectFeedbackFunction.apply(x, w, b, direct, self._plan, self._tap.current, pad)
 
     def _inputs(self, x):
         w, b, fb = self.weight, self.bias, self.masked_feedback()
@@ -100,7 +122,11 @@ class FeedbackLinear(FeedbackLayer, nn.Linear):
             return nn.Linear.forward(self, x)
         x, w, b, fb = self._inputs(x)
         shape = x.shape
-        out = FeedbackFunction.apply(x.reshape(-1, shape[-1]), w, b, fb, self._plan)
+        flat = x.reshape(-1, shape[-1])
+        if self.direct:
+            out = self._direct(flat, w, b, shape)
+        else:
+            out = FeedbackFunction.apply(flat, w, b, fb, self._plan)
         return out.reshape(*shape[:-1], out.shape[-1])
 
 
@@ -114,14 +140,35 @@ class FeedbackConv2d(FeedbackLayer, nn.Conv2d):
     def forward(self, x):
         if self._override == "exact":
             return nn.Conv2d.forward(self, x)
+        shape = x.shape
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        if self._pre_pad is not None:
-            x = F.pad(x, self._pre_pad, mode=self._pad_mode)
-        x, w, b, fb = self._inputs(x)
-        out = FeedbackFunction.apply(x, w, b, fb, self._plan)
+        if self.direct:  # pads inside: D maps to the module's own input
+            pad = None if self._pre_pad is None else (self._pre_pad, self._pad_mode)
+            x, w, b, _ = self._inputs(x)
+            out = self._direct(x, w, b, shape, pad)
+        else:
+            if self._pre_pad is not None:
+                x = F.pad(x, self._pre_pad, mode=self._pad_mode)
+            x, w, b, fb = self._inputs(x)
+            out = FeedbackFunction.apply(x, w, b, fb, self._plan)
         return out.squeeze(0) if unbatched else out
+
+
+@contextlib.contextmanager
+def override(model: nn.Module, mode):
+    """Run every converted layer of ``model`` with ``_override = mode`` inside the block:
+    ``"exact"`` (plain backprop), ``"nograd"`` (no B gradient) or None."""
+    layers = [m for m in model.modules() if isinstance(m, FeedbackLayer)]
+    saved = [m.__dict__.get("_override") for m in layers]
+    for m in layers:
+        m._override = mode
+    try:
+        yield
+    finally:
+        for m, s in zip(layers, saved):
+            m._override = s
 
 
 FEEDBACK_CLASSES = {nn.Linear: FeedbackLinear, nn.Conv2d: FeedbackConv2d}

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["Rule", "RULES", "ROUTES", "QUICK", "QUICK_FEEDBACK", "PAPER", "feedback_update",
-           "paper_preset_status", "names",
+__all__ = ["Rule", "RULES", "ROUTES", "FEEDBACK_KINDS", "QUICK", "QUICK_FEEDBACK", "PAPER",
+           "feedback_update", "paper_preset_status", "names",
            "ordered", "route", "label", "short", "get", "resolve", "register"]
 
 
@@ -33,8 +33,10 @@ class Rule:
         name: registry key.
         feedback: how B is obtained: ``"transpose"`` (B = Wᵀ, backprop), ``"fixed"``
             (a random B that never changes), ``"sign"`` (B = sign(Wᵀ) times a fixed scale,
-            recomputed from W at every backward pass) or ``"learned"`` (a random B whose
-            gradient the rule fills).
+            recomputed from W at every backward pass), ``"learned"`` (a random B whose
+            gradient the rule fills) or ``"direct"`` (no B: every layer sends δx = D e,
+            the error e at the network's output through a fixed random D of its own;
+            direct feedback alignment, see :mod:`.direct`).
         terms: ``{coefficient: (primitive, default)}`` for the learned rules. The
             primitives are ``decay``, ``amp``, ``sparse``, ``null`` and ``self``.
         noise_inputs: the data-driven primitives see white-noise inputs instead of the
@@ -74,8 +76,14 @@ class Rule:
     def learned(self) -> bool:
         return self.feedback == "learned"
 
+    @property
+    def direct(self) -> bool:
+        """Every layer gets the output error directly, not the error of the layer above."""
+        return self.feedback == "direct"
+
 
 ROUTES = ("reference", "local", "estimation", "other")
+FEEDBACK_KINDS = ("transpose", "fixed", "sign", "learned", "direct")
 
 
 def _rule(name, feedback, terms=None, options=None, **kw) -> Rule:
@@ -99,6 +107,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
           summary="B = Wᵀ (weight transport)"),
     _rule("feedback_alignment", "fixed", route="local", order=10, label="Feedback alignment",
           short="FA", summary="fixed random B"),
+    _rule("direct_feedback_alignment", "direct", route="local", order=15,
+          label="Direct feedback alignment", short="DFA",
+          summary="δx = D e: the output error through a fixed random D per layer"),
     _rule("sign_symmetry", "sign", route="other", order=20, label="Sign symmetry", short="SS",
           summary="B = sign(Wᵀ), scaled to W's init"),
     _rule("weight_mirror", "learned", {"alpha": ("decay", 1e-3), "beta": ("amp", 1e-3)},
@@ -220,8 +231,9 @@ def register(rule: Rule, quick: dict | None = None) -> Rule:
     """Add a rule (for instance a new combination of primitives) to the registry."""
     if not isinstance(rule, Rule):
         raise ValueError(f"register takes a Rule, got {type(rule).__name__}")
-    if rule.feedback not in ("transpose", "fixed", "sign", "learned"):
-        raise ValueError(f"rule {rule.name!r}: unknown feedback kind {rule.feedback!r}")
+    if rule.feedback not in FEEDBACK_KINDS:
+        raise ValueError(f"rule {rule.name!r}: unknown feedback kind {rule.feedback!r}; use "
+                         f"one of {list(FEEDBACK_KINDS)}")
     if rule.route not in ROUTES:
         raise ValueError(f"rule {rule.name!r}: unknown route {rule.route!r}; use one of "
                          f"{list(ROUTES)}")

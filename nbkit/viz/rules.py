@@ -35,7 +35,7 @@ from .style import PUBLISHED_DASH, color_for, label_for, layer_colors
 __all__ = ["RULE_ORDER", "LOCAL_RULES", "ESTIMATION_RULES", "PUBLISHED_RESNET_ERROR",
            "PUBLISHED_MLP_ACC", "SHORT", "route_of", "training_curves", "published_figure",
            "full_results_figure", "provenance_text", "two_routes_figure", "mean_angle",
-           "final_by_rule", "routes_full_figure", "sensitivity_figure"]
+           "final_by_rule", "routes_full_figure", "sensitivity_figure", "claim_figure"]
 
 # The rules' display order and [TR]'s two routes come from the registry (each rule's
 # `order` and `route`): local rules learn B from what the layer sees; weight estimation
@@ -402,3 +402,65 @@ def sensitivity_figure(grid: dict, ratio: float, *, height: int = 470,
                           "Length of B against W"],
                   hspace=0.08, height=height, width=width, margin=dict(t=110, b=70),
                   legend=dict(orientation="h", x=0, y=-0.22, yanchor="top"))
+
+
+# ---------------------------------------------------- notebook 06: shipped studies ---
+
+def _x_of(row: dict, x: str) -> float:
+    if x == "depth":
+        return float("".join(ch for ch in str(row["model"]) if ch.isdigit()) or "nan")
+    if x == "ratio":
+        c = list(row["coefficients"].values())
+        return c[1] / c[0] if len(c) > 1 and c[0] else math.nan
+    return float(row[x])
+
+
+def claim_figure(rows: list, x: str, *, title: str, note: str = "", height: int = 460,
+                 width: int = 1000) -> go.Figure:
+    """A collected two-routes study (the ``rows`` of its summary) against ``x``
+    (``"depth"``, ``"sigma"`` or ``"ratio"`` = β/α): test accuracy (left) and each rule's
+    gap to backprop at the same x and model (right, when backprop was run), one line per
+    rule (and per model when there are several: solid, dashed, ...), local rules dotted
+    by route. A run that diverged is left out and named in the note."""
+    models = sorted({r["model"] for r in rows})
+    split = x != "depth" and len(models) > 1
+    base = {(r["model"], _x_of(r, x)): r["top1"] for r in rows
+            if registry.route(r["rule"]) == "reference" and r["top1"] is not None}
+    lines: dict = {}
+    for r in rows:
+        key = (r["rule"], r["model"] if split else "")
+        lines.setdefault(key, []).append(r)
+    acc, gap = Panel(1), Panel(2)
+    for (rule, model), pts in sorted(lines.items(), key=lambda kv: (
+            registry.ordered(list({k[0] for k in lines})).index(kv[0][0]), kv[0][1])):
+        pts = sorted((p for p in pts if p["top1"] is not None), key=lambda p: _x_of(p, x))
+        xs = [_x_of(p, x) for p in pts]
+        style = _route_style(rule)
+        name = label_for(rule) + (f", {model}" if model else "")
+        dash = _ARCH_DASH[models.index(model) % 4] if model else style["dash"]
+        common = dict(mode="lines+markers", name=name, legendgroup=name,
+                      line=dict(color=color_for(rule), dash=dash, width=2.2),
+                      marker=dict(symbol=style["symbol"], size=8, color=color_for(rule)))
+        acc.add(x=xs, y=[p["top1"] for p in pts], hovertemplate=(
+            f"{name}<br>{x} %{{x:g}}<br>test accuracy %{{y:.1f}}%<extra></extra>"), **common)
+        gaps = [(xv, base[(p["model"], xv)] - p["top1"]) for p, xv in zip(pts, xs)
+                if (p["model"], xv) in base]
+        if base and registry.route(rule) != "reference" and gaps:
+            gap.add(x=[g[0] for g in gaps], y=[g[1] for g in gaps], showlegend=False,
+                    hovertemplate=(f"{name}<br>{x} %{{x:g}}<br>backprop minus rule "
+                                   "%{y:.1f} pts<extra></extra>"), **common)
+    label = {"depth": "depth (ResNet layers)", "sigma": "update noise σ", "ratio": "β/α"}[x]
+    for p in (acc, gap):
+        p.xaxis.update(title=label, **({"type": "log"} if x == "ratio" else {}))
+        if x != "ratio":
+            p.xaxis.update(tickvals=sorted({_x_of(r, x) for r in rows}))
+    acc.yaxis.update(title="test accuracy (%)", rangemode="tozero")
+    gap.yaxis.update(title="backprop minus rule (points)")
+    gap.hline(0.0, text="backprop", side="right")
+    diverged = sorted({label_for(r["rule"]) for r in rows if r["top1"] is None})
+    if diverged:
+        note = (note + "; " if note else "") + "diverged (not drawn): " + ", ".join(diverged)
+    return figure(title, [acc, gap], subtitle=note,
+                  titles=["Test accuracy", "Gap to backprop at the same setting"],
+                  hspace=0.1, height=height, width=width, margin=dict(t=110, b=110),
+                  legend=dict(orientation="h", x=0, y=-0.28, yanchor="top"))

@@ -20,6 +20,7 @@ PRUNER_COLORS = {
 RULE_COLORS = {
     "backprop": "#000000",
     "feedback_alignment": "#D62728",
+    "direct_feedback_alignment": "#E377C2",
     "sign_symmetry": "#9467BD",
     "weight_mirror": "#2CA02C",
     "kolen_pollack": "#FF7F0E",
