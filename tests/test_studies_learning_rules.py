@@ -67,7 +67,7 @@ def test_describe_settings_names_model_steps_and_coefficients():
     assert "Symmetric alignment α=0.05, β=0.1" in text and "Backprop" not in text
     paper = L.describe_settings(SMALL.replace(preset="default"),
                                 {"symmetric_alignment": rules.resolve("symmetric_alignment")})
-    assert "the paper's coefficients" in paper and "quick-mode" not in paper
+    assert "[TR]'s coefficients" in paper and "quick-mode" not in paper
 
 
 # ------------------------------------------------------------------- notebook 05

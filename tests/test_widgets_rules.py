@@ -40,7 +40,7 @@ def test_controls_start_from_the_settings():
                       "coefficients": "quick", "steps": 45}
     assert app.controls["steps"].step == 15 and app.controls["steps"].min == 15
     paper = WR.feedback_alignment_app(SMALL.replace(preset=None), auto_start=False)
-    assert paper.controls["coefficients"].value == "default"
+    assert paper.controls["coefficients"].value == "paper"
 
 
 def test_switching_the_rule_from_fa_to_sa_lowers_the_angles():
@@ -67,12 +67,12 @@ def test_switching_the_rule_from_fa_to_sa_lowers_the_angles():
 def test_paper_coefficients_barely_move_b_in_a_short_demo():
     app = WR.feedback_alignment_app(SMALL, rule="symmetric_alignment", compare=(),
                                     auto_start=False)
-    app.controls["coefficients"].value = "default"
+    app.controls["coefficients"].value = "paper"
     app.button.click()
     assert app.error is None, app.messages
     assert weight_angles(app.figure)[label_for("symmetric_alignment")] > 70
-    assert "the paper's coefficients" in app.figure.layout.title.text
-    assert app.result["settings"].preset == "default"
+    assert "[TR]'s coefficients, B on the task's SGD" in app.figure.layout.title.text
+    assert app.result["settings"].preset == "paper"
 
 
 def test_compare_and_steps_controls():

@@ -242,8 +242,9 @@ def describe_settings(settings: Settings, coefficients: dict) -> str:
     model = settings.model + (f" (depth {kw['depth']}, width {kw['width']})"
                               if "depth" in kw and "width" in kw else "")
     t = settings.train
-    which = ("quick-mode coefficients (nbkit.rules.QUICK)" if settings.preset == "quick"
-             else "the paper's coefficients")
+    which = ("quick-mode coefficients (nbkit.rules.QUICK, an Adam of B's own for WM, IA "
+             "and AA)" if settings.preset == "quick" else
+             "[TR]'s coefficients, B on the task's SGD")
     coefs = "; ".join(f"{rules.registry.label(r)} {_coefficient_text(c)}"
                       for r, c in coefficients.items() if _coefficient_text(c))
     length = f"{t['steps']} SGD steps" if t.get("steps") else f"{t.get('epochs', 1)} epochs"

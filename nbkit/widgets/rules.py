@@ -49,9 +49,9 @@ def feedback_alignment_app(settings: study.Settings = study.QUICK, *,
         "compare": W.SelectMultiple(options=options, value=tuple(compare), rows=4,
                                     description="compare with"),
         "coefficients": W.ToggleButtons(options=[("quick-mode", "quick"),
-                                                 ("paper", "default")],
-                                        value=settings.preset or "default",
-                                        description="coefficients"),
+                                                 ("paper", "paper")],
+                                        value="quick" if settings.preset == "quick"
+                                        else "paper", description="coefficients"),
         "steps": W.IntSlider(value=steps, min=every, max=max(20 * every, steps),
                              step=every, description="SGD steps", continuous_update=False),
     }
