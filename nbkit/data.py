@@ -17,7 +17,11 @@ Three datasets are registered:
   for shape-only work and smoke tests.
 
 Decoded images are cached as uint8 tensors (``$NBKIT_CACHE``, default
-``~/.cache/nbkit``), so JPEG decoding happens once per machine.
+``~/.cache/nbkit``), so JPEG decoding happens once per machine. When that folder cannot be
+created or written, the decoded images are kept in memory for the session instead, with
+a warning. A corrupt archive, image folder, JPEG or ``cifar10-mini.npz`` raises
+:class:`CorruptDataError`, which names the file; a corrupt cache file is rebuilt, with a
+warning.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import math
 import os
 import tarfile
 import tempfile
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +43,7 @@ import torch.nn.functional as F
 from .device import get as get_device
 
 __all__ = ["load", "names", "from_tensors", "Dataset", "Split", "Batches", "augment",
-           "make_mini",
+           "make_mini", "CorruptDataError",
            "CIFAR10_CLASSES", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -49,6 +55,14 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 # ----------------------------------------------------------------------------- types
+
+class CorruptDataError(ValueError):
+    """A data file (archive, JPEG, npz) could not be read; ``path`` names it."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
 
 @dataclass
 class Split:
@@ -240,75 +254,176 @@ def _balanced_indices(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.sort(torch.cat(picks)).values
 
 
+# Decoded datasets kept for the session when the cache folder cannot be written.
+_MEMORY_CACHE: dict = {}
+
+
 def _cache_dir() -> Path:
-    path = Path(os.environ.get("NBKIT_CACHE", Path.home() / ".cache" / "nbkit"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The cache folder ``$NBKIT_CACHE`` (default ``~/.cache/nbkit``); not created here."""
+    return Path(os.environ.get("NBKIT_CACHE", Path.home() / ".cache" / "nbkit")).expanduser()
+
+
+def _valid_parts(value) -> bool:
+    """Whether a cached value is {split: (uint8 images, int64 labels)} of matching sizes."""
+    if not isinstance(value, dict) or set(value) != {"train", "test"}:
+        return False
+    for pair in value.values():
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                and all(isinstance(t, torch.Tensor) for t in pair)):
+            return False
+        x, y = pair
+        if x.dtype != torch.uint8 or x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
+            return False
+    return True
+
+
+def _write_cache(path: Path, value) -> None:
+    """Save ``value`` to ``path`` atomically (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(value, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _cached(key: str, make):
-    """Load ``key`` from the tensor cache, or build it with ``make()`` and store it."""
-    path = _cache_dir() / f"{key}.pt"
-    if path.exists():
+    """Load ``key`` from the tensor cache, or build it with ``make()`` and store it.
+
+    A corrupt cache file is rebuilt (with a warning naming it). When the cache folder
+    cannot be created or written, the value is kept in memory for this session instead,
+    with a warning that names the folder and how to fix it."""
+    if key in _MEMORY_CACHE:
+        return _MEMORY_CACHE[key]
+    folder = _cache_dir()
+    path = folder / f"{key}.pt"
+    try:
+        present = path.is_file()
+    except OSError:  # an unreadable folder: treated as an unwritable one below
+        present = False
+    if present:
         try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # a torn or stale cache file: rebuild it
+            value = torch.load(path, weights_only=True)
+            problem = None if _valid_parts(value) else "it does not hold a decoded dataset"
+        except Exception as e:  # a torn or stale cache file: rebuild it
+            problem = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        if problem is None:
+            return value
+        warnings.warn(f"the nbkit cache file {path} is corrupt ({problem}); decoding the "
+                      "images again and replacing it", stacklevel=4)
+        try:
             path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder: the write below fails too and says so
     value = make()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(value, tmp)
-    os.replace(tmp, path)
+    try:
+        _write_cache(path, value)
+    except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
+        _MEMORY_CACHE[key] = value
+        warnings.warn(f"cannot write the nbkit cache folder {folder} ({type(e).__name__}: "
+                      f"{e}); keeping the decoded images in memory for this session only, "
+                      "so they will be decoded again next time. Set the NBKIT_CACHE "
+                      "environment variable to a writable folder (for example "
+                      "NBKIT_CACHE=/tmp/nbkit-cache) to cache them on disk.", stacklevel=4)
     return value
 
 
-def _decode_jpegs(blobs: list) -> torch.Tensor:
-    """Decode a list of JPEG byte strings to one uint8 (N, 3, H, W) tensor."""
+def _decode_jpegs(blobs: list, names=None, source=None, fix: str = "") -> torch.Tensor:
+    """Decode a list of JPEG byte strings to one uint8 (N, 3, H, W) tensor.
+
+    A JPEG that does not decode raises :class:`CorruptDataError` naming it (its entry in
+    ``names``, else its index) and ``source``, with ``fix`` as the advice."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+    fix = fix or "replace or delete that image"
+    where = f" in {source}" if source is not None else ""
+
+    def one(j, b):
+        try:
+            if not b:
+                raise RuntimeError("the file is empty")
+            return decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8),
+                               mode=ImageReadMode.RGB)
+        except RuntimeError as e:
+            what = names[j] if names is not None else f"number {j}"
+            reason = str(e).rsplit(", ", 1)[-1]  # without torchvision's source location
+            raise CorruptDataError(f"cannot decode the JPEG image {what}{where} ({reason}); "
+                                   f"{fix}", path=source if source is not None else what
+                                   ) from None
+
     out = []
-    for i in range(0, len(tensors), 4096):
-        out.extend(decode_jpeg(tensors[i:i + 4096], mode=ImageReadMode.RGB))
+    for i in range(0, len(blobs), 4096):
+        chunk = blobs[i:i + 4096]
+        try:
+            if not all(chunk):
+                raise RuntimeError("an empty file")
+            out.extend(decode_jpeg([torch.frombuffer(bytearray(b), dtype=torch.uint8)
+                                    for b in chunk], mode=ImageReadMode.RGB))
+        except RuntimeError:  # find the culprit, one image at a time
+            out.extend(one(j, b) for j, b in enumerate(chunk, start=i))
+    shapes = sorted({tuple(t.shape) for t in out})
+    if len(shapes) > 1:
+        raise CorruptDataError(f"the images{where} are not all the same size (found "
+                               f"{shapes[:4]}); {fix}", path=source)
     return torch.stack(out)
 
 
 def _read_image_folder(split_dir: Path):
-    """(jpeg byte strings, labels) of an ImageFolder split, classes sorted by name."""
+    """(jpeg byte strings, labels, file names) of an ImageFolder split, classes sorted by
+    name."""
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if tuple(classes) != CIFAR10_CLASSES:
         raise FileNotFoundError(f"{split_dir} does not hold the 10 CIFAR-10 class folders "
                                 f"(found {classes[:12]})")
-    blobs, labels = [], []
+    blobs, labels, files = [], [], []
     for label, name in enumerate(classes):
         for f in sorted((split_dir / name).iterdir()):
             blobs.append(f.read_bytes())
             labels.append(label)
-    return blobs, labels
+            files.append(str(f))
+    return blobs, labels, files
+
+
+_ARCHIVE_FIX = ("the archive is truncated or damaged: download cifar10-jpeg.tar.gz again, or "
+                "restore it from a backup (and delete the damaged copy)")
 
 
 def _read_archive(path: Path):
-    """{split: (jpeg byte strings, labels)} from the CIFAR-10 JPEG tar.gz archive."""
-    out = {"train": ([], []), "test": ([], [])}
+    """{split: (jpeg byte strings, labels, member names)} from the CIFAR-10 JPEG tar.gz
+    archive. A truncated or corrupt archive raises :class:`CorruptDataError`."""
+    out = {"train": ([], [], []), "test": ([], [], [])}
     index = {c: i for i, c in enumerate(CIFAR10_CLASSES)}
-    with tarfile.open(path, "r:gz") as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")),
-                         key=lambda m: m.name)
-        for m in members:
-            parts = Path(m.name).parts
-            split, cls = parts[-3], parts[-2]
-            if split in out and cls in index:
-                out[split][0].append(tar.extractfile(m).read())
-                out[split][1].append(index[cls])
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = sorted((m for m in tar.getmembers()
+                              if m.isfile() and m.name.endswith(".jpg")), key=lambda m: m.name)
+            for m in members:
+                parts = Path(m.name).parts
+                if len(parts) < 3:
+                    continue
+                split, cls = parts[-3], parts[-2]
+                if split in out and cls in index:
+                    out[split][0].append(tar.extractfile(m).read())
+                    out[split][1].append(index[cls])
+                    out[split][2].append(m.name)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CorruptDataError(f"cannot read the CIFAR-10 archive {path} ({type(e).__name__}: "
+                               f"{e}); {_ARCHIVE_FIX}", path=path) from e
     if not out["train"][0] or not out["test"][0]:
         raise FileNotFoundError(f"{path} does not hold train/<class>/*.jpg and "
                                 "test/<class>/*.jpg images")
     return out
 
 
-def _from_blobs(parts) -> dict:
-    return {split: (_decode_jpegs(blobs), torch.tensor(labels, dtype=torch.int64))
-            for split, (blobs, labels) in parts.items()}
+def _from_blobs(parts, source=None, fix: str = "") -> dict:
+    return {split: (_decode_jpegs(blobs, names, source, fix),
+                    torch.tensor(labels, dtype=torch.int64))
+            for split, (blobs, labels, names) in parts.items()}
 
 
 def _from_torchvision(folder: Path) -> dict:
@@ -316,7 +431,14 @@ def _from_torchvision(folder: Path) -> dict:
 
     out = {}
     for split in ("train", "test"):
-        ds = CIFAR10(str(folder), train=split == "train", download=False)
+        try:
+            ds = CIFAR10(str(folder), train=split == "train", download=False)
+        except Exception as e:  # torchvision's integrity check, or an unreadable batch
+            raise CorruptDataError(
+                f"cannot read the CIFAR-10 batches in {folder / 'cifar-10-batches-py'} "
+                f"({type(e).__name__}: {e}); they are incomplete or damaged: delete that "
+                "folder and load with download=True, or restore it from a backup",
+                path=folder / "cifar-10-batches-py") from e
         out[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
                       torch.tensor(ds.targets, dtype=torch.int64))
     return out
@@ -368,8 +490,9 @@ def _cifar10(root=None, download=False) -> Dataset:
     stat = path.stat()
     key = hashlib.sha1(f"{kind}:{path.resolve()}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     readers = {"folder": lambda: _from_blobs({s: _read_image_folder(path / s)
-                                              for s in ("train", "test")}),
-               "archive": lambda: _from_blobs(_read_archive(path)),
+                                              for s in ("train", "test")}, path,
+                                             "replace or delete that image file"),
+               "archive": lambda: _from_blobs(_read_archive(path), path, _ARCHIVE_FIX),
                "torchvision": lambda: _from_torchvision(path)}
     parts = _cached(f"cifar10-{kind}-{key}", readers[kind])
     jpeg = kind != "torchvision"
@@ -387,14 +510,25 @@ def _mini(root=None, download=False) -> Dataset:
             "nbkit.data.make_mini(source, 'data/cifar10-mini.npz').")
     digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
 
+    fix = (f"restore {path} (it ships with the repository: git checkout -- "
+           f"data/{MINI_FILE}), or rebuild it from the full archive with "
+           f"nbkit.data.make_mini(source, {str(path)!r})")
+
     def decode():
-        z = np.load(path)
         out = {}
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in (f"{s}_{part}" for s in ("train", "test")
+                                            for part in ("jpeg", "offsets", "labels"))}
+        except Exception as e:  # a truncated zip, a missing array, a damaged member
+            raise CorruptDataError(f"cannot read {path} ({type(e).__name__}: {e}); it is "
+                                   f"truncated or damaged: {fix}", path=path) from e
         for split in ("train", "test"):
-            buf, off = z[f"{split}_jpeg"], z[f"{split}_offsets"]
+            buf, off = arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"]
             blobs = [buf[off[i]:off[i + 1]].tobytes() for i in range(len(off) - 1)]
-            labels = torch.from_numpy(z[f"{split}_labels"].astype(np.int64))
-            out[split] = (_decode_jpegs(blobs), labels)
+            labels = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
+            names = [f"{split} image {i}" for i in range(len(blobs))]
+            out[split] = (_decode_jpegs(blobs, names, path, fix), labels)
         return out
 
     parts = _cached(f"cifar10-mini-{digest}", decode)
@@ -434,21 +568,50 @@ def load(name: str = "cifar10-mini", root=None, *, download: bool = False, devic
     return ds.to(device) if device is not None else ds
 
 
-def _as_images(x, name: str) -> torch.Tensor:
+_LAYOUTS = (None, "NCHW", "NHWC")
+
+
+def _looks_channels_last(shape) -> bool:
+    """Whether an (N, a, b, c) shape reads as (N, H, W, C) rather than (N, C, H, W): the
+    last axis is a plausible channel count (1, 3 or 4) and the second one is not."""
+    return shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+
+
+def _as_images(x, name: str, layout=None) -> torch.Tensor:
     x = torch.as_tensor(x)
     if x.dim() != 4:
         raise ValueError(f"{name} must be images shaped (N, C, H, W), got shape "
                          f"{tuple(x.shape)}; add the channel axis with x[:, None] for "
                          "grey-scale images")
+    if layout == "NHWC":
+        x = x.permute(0, 3, 1, 2)
+    elif layout is None and _looks_channels_last(x.shape):
+        n, h, w, c = x.shape
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C) = "
+            f"({n}, {h}, {w}, {c}): nbkit wants (N, C, H, W). Pass layout='NHWC' to "
+            "from_tensors to convert it (or convert it yourself with x.permute(0, 3, 1, 2) "
+            "in torch, np.transpose(x, (0, 3, 1, 2)) in NumPy); if it really is "
+            f"channels-first with {x.shape[1]} channels, pass layout='NCHW'")
     if x.dtype == torch.uint8:
-        return x.cpu()
+        return x.cpu().contiguous()
     if not x.is_floating_point():
         raise ValueError(f"{name} must be uint8 (0-255) or float (0-1), got {x.dtype}")
-    lo, hi = float(x.min()), float(x.max())
+    x = x.detach().cpu()
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        images = torch.nonzero(bad.flatten(1).any(1)).flatten().tolist()
+        shown = ", ".join(str(i) for i in images[:10]) + (", ..." if len(images) > 10 else "")
+        raise ValueError(f"{name} holds {n_nan} NaN and {n_inf} infinite pixel values, in "
+                         f"{len(images)} of its {len(x)} images (indices {shown}); find them "
+                         "with (~torch.isfinite(x)).flatten(1).any(1) and fix or drop "
+                         "those images (and their labels)")
+    lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
     if lo < 0 or hi > 1:
         raise ValueError(f"float {name} must lie in [0, 1] (got {lo:.3g} to {hi:.3g}); pass "
                          "the raw images and let nbkit standardise them with mean and std")
-    return (x.detach().cpu() * 255).round_().to(torch.uint8)
+    return (x * 255).round_().to(torch.uint8).contiguous()
 
 
 def _as_labels(y, n: int, name: str) -> torch.Tensor:
@@ -458,50 +621,100 @@ def _as_labels(y, n: int, name: str) -> torch.Tensor:
                          f"{y.dtype} with shape {tuple(y.shape)}")
     if len(y) != n:
         raise ValueError(f"{name} has {len(y)} labels for {n} images")
+    y = y.long()
     if len(y) and int(y.min()) < 0:
-        raise ValueError(f"{name} holds negative class indices")
-    return y.long()
+        where = torch.nonzero(y < 0).flatten()
+        raise ValueError(f"{name} holds {len(where)} negative class indices (the first, "
+                         f"{int(y[where[0]])}, at index {int(where[0])}); labels must be "
+                         "integers from 0 to the number of classes - 1")
+    return y
+
+
+def _check_in_range(y: torch.Tensor, name: str, num_classes: int):
+    out = torch.nonzero(y >= num_classes).flatten()
+    if len(out):
+        raise ValueError(f"{name} holds {len(out)} labels outside [0, {num_classes}) (the "
+                         f"first, {int(y[out[0]])}, at index {int(out[0])}), but only "
+                         f"{num_classes} class names were given in classes=; labels must be "
+                         "class indices from 0 to the number of classes - 1 (subtract 1 "
+                         "from 1-based labels, or pass every class name in classes=)")
+
+
+def _channel_stats(value, name: str, c: int, positive: bool) -> tuple:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value,) * c
+    try:
+        value = tuple(float(v) for v in torch.as_tensor(value, dtype=torch.float64).flatten())
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be one number per channel ({c}), got {value!r}"
+                         ) from None
+    if len(value) != c:
+        raise ValueError(f"{name} needs one value per channel ({c}), got {len(value)}: "
+                         f"{value}")
+    if not all(math.isfinite(v) for v in value):
+        raise ValueError(f"{name} must be finite numbers, got {value}")
+    if positive and not all(v > 0 for v in value):
+        raise ValueError(f"{name} must be > 0 for every channel (images are divided by it), "
+                         f"got {value}; leave std=None to measure it on the training images")
+    return value
 
 
 def from_tensors(x_train, y_train, x_test, y_test, *, classes=None, mean=None, std=None,
-                 name: str = "tensors") -> Dataset:
+                 name: str = "tensors", layout: str | None = None) -> Dataset:
     """A :class:`Dataset` from your own images, for :func:`nbkit.train.fit`, pruning data
     and the rules.
 
     Args:
         x_train, x_test: images shaped (N, C, H, W), uint8 in 0-255 or float in [0, 1]
             (stored as uint8, as every nbkit dataset is; float images are rounded to
-            1/255).
-        y_train, y_test: integer class indices, shaped (N,).
-        classes: class names (default ``"0"``, ``"1"``, ... up to the largest label).
+            1/255). NaN or infinite pixels are refused.
+        y_train, y_test: integer class indices in [0, number of classes), shaped (N,).
+        classes: class names (default ``"0"``, ``"1"``, ... up to the largest label); the
+            labels must be below ``len(classes)``.
         mean, std: per-channel statistics for standardising, in [0, 1] units (default:
-            measured on the training images).
+            measured on the training images); finite, std > 0. One number is used for
+            every channel.
         name: shown in reprs and histories.
+        layout: ``"NCHW"`` or ``"NHWC"`` (channels-last images, as NumPy, PIL and
+            TensorFlow keep them: converted to channels-first). By default (None) images
+            are taken as (N, C, H, W), and a shape that looks channels-last (the last axis
+            1, 3 or 4 long and the second axis not) raises an error that asks for
+            ``layout``.
 
     Training batches get nbkit's augmentation (random 4-pixel crop and horizontal flip);
     pass ``augment=False`` to :func:`nbkit.train.fit` for images where a flip changes
     the class, such as digits.
     """
-    train_x, test_x = _as_images(x_train, "x_train"), _as_images(x_test, "x_test")
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be 'NCHW', 'NHWC' or None (detect), got {layout!r}")
+    train_x = _as_images(x_train, "x_train", layout)
+    test_x = _as_images(x_test, "x_test", layout)
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"x_train images are {tuple(train_x.shape[1:])} but x_test images "
                          f"are {tuple(test_x.shape[1:])}")
-    if len(train_x) == 0:
-        raise ValueError("x_train holds no images")
+    for x, which in ((train_x, "x_train"), (test_x, "x_test")):
+        if len(x) == 0:
+            raise ValueError(f"{which} holds no images; nbkit trains on x_train and "
+                             "evaluates on x_test, so both need some (hold out part of the "
+                             "training images as a test split if you have no other)")
     train_y = _as_labels(y_train, len(train_x), "y_train")
     test_y = _as_labels(y_test, len(test_x), "y_test")
-    top = int(max(train_y.max(), test_y.max() if len(test_y) else 0)) + 1
-    classes = tuple(str(i) for i in range(top)) if classes is None else tuple(classes)
-    if len(classes) < top:
-        raise ValueError(f"the labels go up to {top - 1} but only {len(classes)} class names "
-                         "were given")
+    if classes is None:
+        top = int(max(train_y.max(), test_y.max() if len(test_y) else 0)) + 1
+        classes = tuple(str(i) for i in range(top))
+    else:
+        if isinstance(classes, str):
+            raise ValueError(f"classes must be a sequence of class names, got the string "
+                             f"{classes!r}")
+        classes = tuple(classes)
+    for y, label_name in ((train_y, "y_train"), (test_y, "y_test")):
+        _check_in_range(y, label_name, len(classes))
     c = train_x.shape[1]
     scaled = train_x.float().div_(255)
-    mean = tuple(scaled.mean((0, 2, 3)).tolist()) if mean is None else tuple(mean)
-    std = tuple(scaled.std((0, 2, 3)).clamp_min(1e-3).tolist()) if std is None else tuple(std)
-    if len(mean) != c or len(std) != c:
-        raise ValueError(f"mean and std need one value per channel ({c}), got {len(mean)} "
-                         f"and {len(std)}")
+    mean = (tuple(scaled.mean((0, 2, 3)).tolist()) if mean is None
+            else _channel_stats(mean, "mean", c, positive=False))
+    std = (tuple(scaled.std((0, 2, 3)).nan_to_num_(1.0).clamp_min(1e-3).tolist()) if std is None
+           else _channel_stats(std, "std", c, positive=True))
     return Dataset(name, Split(train_x, train_y), Split(test_x, test_y), classes, mean, std,
                    source="tensors")
 
@@ -526,7 +739,7 @@ def make_mini(source, out=DATA_DIR / MINI_FILE, per_class_train=500, per_class_t
         parts = {s: _read_image_folder(source / s) for s in ("train", "test")}
     arrays = {}
     for split, per in (("train", per_class_train), ("test", per_class_test)):
-        blobs, labels = parts[split]
+        blobs, labels = parts[split][:2]
         idx = _balanced_indices(torch.tensor(labels), per * len(CIFAR10_CLASSES), seed).tolist()
         chosen = [blobs[i] for i in idx]
         arrays[f"{split}_jpeg"] = np.frombuffer(b"".join(chosen), dtype=np.uint8)

@@ -17,6 +17,7 @@ every few steps, for apps that draw a run while it trains.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -31,10 +32,15 @@ from . import data as _data
 from .device import get as get_device
 
 __all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "Optimizers",
-           "State",
+           "State", "NonFiniteLoss",
            "SCHEDULES", "RECIPES", "steps_per_epoch"]
 
 HOOKS = ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end")
+
+# Device types whose training loss is checked for NaN at every step (reading it costs no
+# host synchronisation there); on the others the first bad step is recorded on the device
+# and read at the epoch's end and before each yield.
+EAGER_NONFINITE_CHECK = ("cpu",)
 
 
 @dataclass
@@ -58,6 +64,48 @@ class State:
     loss_sum: torch.Tensor | None = None
     correct: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite. ``step`` is the optimizer step (counted
+    from 1) whose loss was not finite, ``epoch`` its epoch, and ``history`` the history
+    dict up to the last evaluation before it (what :func:`fit` would have returned had
+    training stopped there)."""
+
+    def __init__(self, message: str, *, step: int, epoch: int, history: dict):
+        super().__init__(message)
+        self.step, self.epoch, self.history = step, epoch, history
+
+
+def _nonfinite_error(step: int, epoch: int, n_epochs: int, what: str, history: dict,
+                     lr) -> NonFiniteLoss:
+    done = history["epoch"]
+    kept = (f"the history up to the last good evaluation (epoch {done[-1]}, step "
+            f"{history['step'][-1]}) is in this exception's .history" if done else
+            "no evaluation had been made yet, so this exception's .history is empty")
+    return NonFiniteLoss(
+        f"the training loss became {what} at step {step} (epoch {epoch} of {n_epochs}); "
+        f"training stopped and {kept}. Lower the learning rate (lr={lr:g}), check the "
+        "training images and labels for NaN or extreme values, and for a model converted "
+        "by nbkit.rules check the rule's coefficients (a large one can make training "
+        "diverge). Pass on_nonfinite='continue' to train on regardless.",
+        step=step, epoch=epoch, history=history)
+
+
+def _check_number(name: str, value, *, positive: bool = False) -> None:
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value) and (value > 0 if positive else value >= 0))
+    if not ok:
+        need = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+
+
+def _check_count(name: str, value, *, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive int{extra}, got {value!r}")
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, *,
@@ -229,6 +277,11 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, **kwargs) -> dic
         a dict of lists, one entry per evaluation: ``epoch``, ``step``, ``train_loss``,
         ``train_acc``, ``test_loss``, ``test_acc``, ``lr``, ``time`` (seconds of training
         in that epoch), plus ``config`` and whatever callbacks added.
+
+    Raises:
+        NonFiniteLoss: a training loss was NaN or infinite (unless
+            ``on_nonfinite="continue"``); it carries the ``step``, the ``epoch`` and the
+            ``history`` up to the last evaluation before that step.
     """
     (last,) = deque(iter_fit(model, data, epochs, **kwargs), maxlen=1)
     return last.history
@@ -242,7 +295,8 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
              channels_last: bool | None = None, compile: bool = False, callbacks=(),
              optimizer: torch.optim.Optimizer | None = None, progress: bool = True,
              eval_every: int = 1, eval_batch_size: int = 1000, seed: int | None = None,
-             label_smoothing: float = 0.0, every: int | None = None):
+             label_smoothing: float = 0.0, every: int | None = None,
+             on_nonfinite: str = "raise"):
     """Train ``model`` on ``data``; a generator of the loop's :class:`State`.
 
     Args:
@@ -264,6 +318,12 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
             augmentation); use :func:`nbkit.seed` before building the model as well.
         every: also yield after every ``every``-th optimizer step (after the epoch's
             evaluation when that step ends an epoch); None: only once, at the end.
+        on_nonfinite: ``"raise"`` (default) stops training with :class:`NonFiniteLoss`
+            when a training loss is NaN or infinite; ``"continue"`` trains on regardless
+            (for studies that record divergence themselves). On the CPU every step is
+            checked, before its backward pass; on a GPU the first bad step is recorded on
+            the device, without a host synchronisation, and checked at each epoch's end
+            and before each yield, so training stops there (with that step's number).
 
     Yields the :class:`State` (its ``history`` grows as :func:`fit` describes), the last
     time after training and ``on_fit_end``.
@@ -273,8 +333,17 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
         raise ValueError(f"every must be a positive int or None, got {every!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
-    if epochs < 1 and not steps:
-        raise ValueError(f"epochs must be >= 1 (or pass steps=N), got {epochs}")
+    if on_nonfinite not in ("raise", "continue"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'continue', got {on_nonfinite!r}")
+    _check_count("steps", steps, allow_none=True)
+    if steps is None and (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
+                          or epochs < 1):
+        raise ValueError(f"epochs must be a positive int (or pass steps=N), got {epochs!r}")
+    _check_count("batch_size", batch_size)
+    _check_count("eval_every", eval_every)
+    _check_number("lr", lr, positive=True)
+    _check_number("momentum", momentum)
+    _check_number("weight_decay", weight_decay)
     dev = get_device(device)
     ds = _resolve_data(data, dev)
     model.to(dev)
@@ -288,7 +357,7 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
     if per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the training split "
                          f"({len(ds.train)} images); lower it")
-    total = steps if steps else epochs * per_epoch
+    total = int(steps) if steps is not None else int(epochs) * per_epoch
     n_epochs = math.ceil(total / per_epoch)
 
     opt = optimizer or make_optimizer(model, lr, momentum, nesterov, weight_decay, dev)
@@ -317,6 +386,19 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
     callbacks = list(callbacks)
     _call(callbacks, "on_fit_start", state)
 
+    # The first optimizer step (from 1) whose loss was not finite, 0 while none was: on
+    # the CPU checked at once, elsewhere recorded on the device and read at sync points.
+    check = on_nonfinite == "raise"
+    eager_check = check and dev.type in EAGER_NONFINITE_CHECK
+    bad_step = torch.zeros((), device=dev, dtype=torch.long) if check else None
+
+    def raise_if_bad():
+        if check and not eager_check:
+            first = int(bad_step)
+            if first:
+                raise _nonfinite_error(first, (first - 1) // per_epoch + 1, n_epochs,
+                                       "NaN or infinite", history, lr)
+
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
     step = 0
     model.train()
@@ -336,6 +418,12 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 with ctx:
                     out = step_model(x)
                     loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+                if eager_check and not torch.isfinite(loss.detach()):
+                    what = "NaN" if math.isnan(loss.item()) else "infinite"
+                    raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)
+                if check and not eager_check:
+                    bad_step.masked_fill_((bad_step == 0) & ~torch.isfinite(loss.detach()),
+                                          step + 1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 state.batch, state.loss, state.lr = (x, y), loss, lr * scale
@@ -355,10 +443,12 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 bar.update(1)
                 closes_epoch = i == per_epoch - 1 or step >= total
                 if every is not None and step % every == 0 and not closes_epoch:
+                    raise_if_bad()
                     yield state
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             elapsed = time.perf_counter() - t0
+            raise_if_bad()
             last = step >= total
             if epoch % eval_every == 0 or last:
                 test_loss, test_acc = evaluate(model, ds, "test", batch_size=eval_batch_size,

@@ -313,3 +313,24 @@ def test_noise_lowers_accuracy_and_raises_the_sa_angle(grid):
     assert all(row[1] < row[0] for row in bp)  # noise hurts, at every depth
     sa = grid["alignment"]["symmetric_alignment"]
     assert all(row[1] > row[0] for row in sa)  # noise knocks B off Wᵀ
+
+
+def test_a_run_that_diverges_is_a_result_not_an_error(tmp_path):
+    """At a learning rate far too large the loss turns NaN: the study stops training there
+    and reports the run as diverged (finite False, the step), and the runner stores it as
+    a run with no accuracy, which the two-routes summary marks as not finite."""
+    from nbkit.experiments import runner, store, summary
+    from nbkit.experiments.spec import Experiment
+
+    s = SMALL.replace(train={**SMALL.train, "lr": 1e6, "steps": 30}, log_every=10)
+    run = L.train_rule("feedback_alignment", s)
+    assert run["finite"] is False and 1 <= run["diverged_at"] <= 30
+    assert run["history"] is not None
+    exp = Experiment(name="diverging", kind="train_rule", label=("rule",),
+                     variants={"test": {"base": s.config(),
+                                        "axes": {"rule": ["feedback_alignment"]}}})
+    runner.sweep(exp, "test", tmp_path, device="cpu", progress=False)
+    (record,), _ = store.scan(tmp_path)
+    assert record["result"]["test_acc"] is None and record["result"]["diverged_at"]
+    (row,) = summary.two_routes([record])["rows"]
+    assert row["finite"] is False and row["top1"] is None

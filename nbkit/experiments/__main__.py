@@ -7,7 +7,10 @@
 
 Exit status: 0 when every run of the sweep has a valid result, 3 when some remain (the
 time budget ran out, or runs failed under --keep-going; run the same command again to
-continue), 1 on an error, 2 on bad arguments.
+continue), 1 on an error (among them a collection that would replace a results file
+holding more runs: pass --force to replace it anyway), 2 on bad arguments.
+
+``collect`` names every result file it skipped (truncated, edited, unfinished writes).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import sys
 
 from . import default_collect_path, default_out, get, names, store
-from .runner import collect, plan, sweep
+from .runner import CollectRefused, collect, plan, sweep, write_collected
 
 
 def _parse_set(items) -> dict:
@@ -80,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default=None, help="(collect) the merged JSON file to write")
     p.add_argument("--all-runs", action="store_true",
                    help="(collect) also take valid results outside the declared grid")
+    p.add_argument("--force", action="store_true",
+                   help="(collect) replace the merged file even when it holds more runs "
+                        "than the new collection, or other results")
     return p
 
 
@@ -111,13 +117,22 @@ def _collect(args, name, to) -> int:
     variant = args.variant or "full"
     folder = args.out or default_out(exp.name, variant)
     target = to or default_collect_path(exp.name, variant)
-    merged = collect(folder, exp.name, variant, to=target, seeds=args.seeds,
+    merged = collect(folder, exp.name, variant, seeds=args.seeds,
                      overrides=_parse_set(args.overrides), all_runs=args.all_runs)
     prov = merged["provenance"]
-    print(f"{exp.name}/{variant}: {prov['runs']} runs ({prov['runs_missing']} of "
-          f"{prov['runs_declared']} declared missing, {prov['runs_outside_grid']} outside the "
-          f"grid, {prov['invalid_files']} invalid files), {prov['total_seconds']:.0f} s on "
-          f"{', '.join(prov['devices'])} -> {target}")
+    for file, why in prov["invalid_file_reasons"].items():
+        print(f"  skipped {folder}/{file}: {why}", file=sys.stderr)
+    summary = (f"{exp.name}/{variant}: {prov['runs']} runs ({prov['runs_missing']} of "
+               f"{prov['runs_declared']} declared missing, {prov['runs_outside_grid']} outside "
+               f"the grid, {prov['invalid_files']} invalid files skipped), "
+               f"{prov['total_seconds']:.0f} s on {', '.join(prov['devices'])}")
+    try:
+        write_collected(merged, target, force=args.force, source=folder)
+    except CollectRefused as e:
+        print(summary, flush=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{summary} -> {target}")
     return 0
 
 
@@ -159,7 +174,8 @@ def main(argv=None) -> int:
     for run_id, error in report.failed.items():
         print(f"  failed {run_id}: {error}", file=sys.stderr)
     if args.collect is not None and (report.ran or report.already_done):
-        _collect(args, exp.name, args.collect or None)
+        if _collect(args, exp.name, args.collect or None):
+            return 1
     return 0 if report.remaining == 0 and not report.failed else 3
 
 

@@ -14,6 +14,8 @@ own keys (``method``/``log10_rho`` or ``rule``). The runner seeds everything wit
 
 from __future__ import annotations
 
+import math
+
 from .. import pruning
 from ..studies import collapse, learning_rules, pruned_training
 from ..studies.common import dataset
@@ -81,7 +83,11 @@ def train_rule(config: dict, *, device, compile: bool = False) -> dict:
     "layers": {layer: [value per logged step]}}``. ``compile`` is passed on."""
     s = learning_rules.Settings.from_config(config)
     run = learning_rules.train_rule(config["rule"], s, device=device, compile=compile)
-    return {"test_acc": run["test_acc"][-1], "best_test_acc": max(run["history"]["test_acc"]),
+    finite = run["finite"]
+    accs = run["history"]["test_acc"]
+    return {"test_acc": run["test_acc"][-1] if finite else math.nan,  # stored as null
+            "best_test_acc": max(accs) if accs else math.nan,
+            "diverged_at": run["diverged_at"],
             "train_seconds": run["train_seconds"], "history": _history(run["history"]),
             "settings": dict(run["coefficients"]),
             "weight_angles": learning_rules.angle_series(run, "alignment"),

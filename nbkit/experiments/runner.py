@@ -18,7 +18,9 @@ its coefficients); ``include`` points come on top.
 axis the ``include`` points come first). :func:`sweep` runs every
 configuration that has no valid result file yet, so it can be stopped at any point and
 started again without losing or repeating finished work; a corrupt or partial file is
-detected and its run redone. :func:`collect` merges a results folder into one small JSON.
+detected and its run redone. :func:`collect` merges a results folder into one small JSON;
+it names every file it skipped, and refuses to replace a results file with one that holds
+fewer runs (:class:`CollectRefused`) unless told to.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from . import store
 from .spec import PREPARE, RUN_KINDS, Experiment, get, register_kind
 
 __all__ = ["Experiment", "SweepReport", "RUN_KINDS", "register_kind", "expand", "plan",
-           "sweep", "collect", "set_path", "DEFAULT_OUT"]
+           "sweep", "collect", "write_collected", "CollectRefused", "set_path", "DEFAULT_OUT"]
 
 DEFAULT_OUT = RESULTS_DIR  # data/results
 
@@ -307,11 +309,77 @@ def _round(value, digits=6):
     return value
 
 
+class CollectRefused(ValueError):
+    """:func:`collect` would replace a results file with one that holds fewer runs (or
+    that is not a collected results file of the same experiment and variant). ``path``
+    is the file, ``existing_runs`` and ``new_runs`` the run counts (None if unknown)."""
+
+    def __init__(self, message: str, *, path: Path, existing_runs=None, new_runs=None):
+        super().__init__(message)
+        self.path, self.existing_runs, self.new_runs = path, existing_runs, new_runs
+
+
+def _existing_collection(path: Path) -> tuple[dict | None, int | None, str]:
+    """(document, run count, problem) of an existing collected results file."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return None, None, f"it cannot be read as JSON ({type(e).__name__}: {e})"
+    if not isinstance(doc, dict):
+        return None, None, "it is not a JSON object"
+    runs, prov = doc.get("runs"), doc.get("provenance")
+    count = (len(runs) if isinstance(runs, list)
+             else prov.get("runs") if isinstance(prov, dict) else None)
+    if isinstance(count, bool) or not isinstance(count, int):
+        return doc, None, "it holds no run list or run count"
+    return doc, count, ""
+
+
+def write_collected(merged: dict, to, *, force: bool = False, source=None) -> Path:
+    """Write a merged dict of :func:`collect` to ``to`` as JSON, atomically (a temporary
+    file renamed over it, so an interrupted write leaves the old file whole).
+
+    An existing ``to`` is only replaced when it is a collected results file of the same
+    experiment and variant holding at most as many runs as ``merged``, or with
+    ``force=True``; otherwise :class:`CollectRefused` says why and how to go on.
+    ``source`` (the results folder) is named in that message."""
+    to = Path(to)
+    new = len(merged.get("runs", []))
+    if to.exists() and not force:
+        how = ("Collect from the folder that holds all the runs (--out / the first argument "
+               "of collect), write the new collection elsewhere (to=... / --to FILE), or "
+               "pass force=True (--force on the command line) to replace it anyway.")
+        doc, old, problem = _existing_collection(to)
+        if problem:
+            raise CollectRefused(f"refusing to replace {to}: {problem}, so it may not be a "
+                                 f"collected results file. {how}", path=to, new_runs=new)
+        mine = (merged.get("experiment"), merged.get("variant"))
+        theirs = (doc.get("experiment", mine[0]), doc.get("variant", mine[1]))
+        if theirs != mine:
+            raise CollectRefused(f"refusing to replace {to}: it holds {old} runs of "
+                                 f"{theirs[0]}/{theirs[1]}, and this collection is "
+                                 f"{mine[0]}/{mine[1]}. {how}", path=to, existing_runs=old,
+                                 new_runs=new)
+        if new < old:
+            where = f" from {source}" if source is not None else ""
+            raise CollectRefused(f"refusing to replace {to}, which holds {old} runs, with a "
+                                 f"collection of only {new} runs{where}: {old - new} runs "
+                                 f"would be lost. {how}", path=to, existing_runs=old,
+                                 new_runs=new)
+    text = json.dumps(merged, separators=(",", ":"), allow_nan=False) + "\n"
+    return store.write_text_atomic(to, text)
+
+
 def collect(folder, experiment=None, variant: str | None = None, to=None, *,
             seeds=None, overrides: dict | None = None, all_runs: bool = False,
-            digits: int = 5) -> dict:
+            digits: int = 5, force: bool = False) -> dict:
     """Merge the valid result files in ``folder`` into one small dict (and write it as
-    JSON to ``to`` when given).
+    JSON to ``to`` when given, atomically; see :func:`write_collected`: an existing file
+    that holds more runs is only replaced with ``force=True``).
+
+    Files that were skipped (unreadable, truncated, edited, or the temporary file of an
+    unfinished write) are named in the provenance: ``invalid_file_names`` lists them and
+    ``invalid_file_reasons`` says why each was skipped; ``invalid_files`` counts them.
 
     The merged dict holds the configuration that all runs share (``config``), each run's
     differing keys and result (``runs``), the provenance (commits, devices, torch
@@ -323,6 +391,9 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
     """
     folder = Path(folder)
     records, bad = store.scan(folder)
+    for tmp in store.temporaries(folder):
+        bad[tmp.name] = ("the temporary file of an unfinished write (a sweep was stopped "
+                         "while writing this run, or is writing it now)")
     if experiment is None:
         names = sorted({r["experiment"] for r in records})
         if len(names) != 1:
@@ -345,10 +416,11 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
     if declared and not all_runs:
         records = [r for r in records if r["run_id"] in declared]
     if not records:
+        skipped = "".join(f"; skipped {name}: {why}" for name, why in sorted(bad.items()))
         raise FileNotFoundError(f"no valid {exp.name!r} results in {folder}; run "
                                 f"`python -m nbkit.experiments {exp.name} --out {folder}` "
                                 "first (or pass all_runs=True to take results outside the "
-                                "declared grid)")
+                                f"declared grid){skipped}")
 
     configs = [r["config"] for r in records]
     common = {k: v for k, v in configs[0].items()
@@ -383,6 +455,8 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
             "runs_outside_grid": len(outside),
             "runs_outside_grid_included": bool(all_runs and outside),
             "invalid_files": len(bad),
+            "invalid_file_names": sorted(bad),
+            "invalid_file_reasons": dict(sorted(bad.items())),
             "total_seconds": round(sum(seconds), 1),
             "seconds_per_run": round(sum(seconds) / len(seconds), 2),
         },
@@ -391,9 +465,5 @@ def collect(folder, experiment=None, variant: str | None = None, to=None, *,
     }
     merged = _round(store.jsonable(merged), digits)
     if to is not None:
-        to = Path(to)
-        to.parent.mkdir(parents=True, exist_ok=True)
-        tmp = to.with_name(f".{to.name}{store._TMP_SUFFIX}")
-        tmp.write_text(json.dumps(merged, separators=(",", ":"), allow_nan=False) + "\n")
-        tmp.replace(to)
+        write_collected(merged, to, force=force, source=folder)
     return merged

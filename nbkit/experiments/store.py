@@ -25,7 +25,7 @@ from pathlib import Path
 
 __all__ = ["SCHEMA", "canonical", "config_hash", "run_filename", "jsonable", "write_record",
            "read_record", "scan", "provenance", "provenance_date", "clean_temporaries",
-           "slug"]
+           "temporaries", "write_text_atomic", "slug"]
 
 SCHEMA = "nbkit.experiments/1"
 REQUIRED = ("schema", "experiment", "kind", "run_id", "config", "result", "provenance", "digest")
@@ -74,16 +74,14 @@ def run_filename(run_id: str) -> str:
     return f"{run_id}.json"
 
 
-def write_record(folder: Path, record: dict) -> Path:
-    """Write ``record`` (which must hold every field of :data:`REQUIRED` but ``digest``)
-    as ``<run_id>.json`` in ``folder``, atomically. Returns the path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    record = jsonable(record)
-    record["digest"] = _digest(record)
-    text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
-    path = folder / run_filename(record["run_id"])
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{record['run_id']}.", suffix=_TMP_SUFFIX)
+def write_text_atomic(path: Path, text: str, prefix: str | None = None) -> Path:
+    """Write ``text`` to ``path`` atomically: to a temporary file in the same folder,
+    flushed to disk, then renamed over ``path``. A failed or interrupted write leaves
+    ``path`` as it was (and removes its temporary file when it can)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.",
+                               suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -94,6 +92,17 @@ def write_record(folder: Path, record: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_record(folder: Path, record: dict) -> Path:
+    """Write ``record`` (which must hold every field of :data:`REQUIRED` but ``digest``)
+    as ``<run_id>.json`` in ``folder``, atomically. Returns the path."""
+    folder = Path(folder)
+    record = jsonable(record)
+    record["digest"] = _digest(record)
+    text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    return write_text_atomic(folder / run_filename(record["run_id"]), text,
+                             prefix=f".{record['run_id']}.")
 
 
 def read_record(path: Path, expect_config: dict | None = None) -> tuple[dict | None, str]:
@@ -147,6 +156,13 @@ def scan(folder: Path) -> tuple[list[dict], dict[str, str]]:
         else:
             good.append(record)
     return good, bad
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """The temporary files of unfinished writes in ``folder`` (a write in flight, or one
+    that a kill interrupted), sorted by name."""
+    folder = Path(folder)
+    return sorted(folder.glob(f".*{_TMP_SUFFIX}")) if folder.is_dir() else []
 
 
 def clean_temporaries(folder: Path, run_ids=None) -> int:

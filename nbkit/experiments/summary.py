@@ -153,7 +153,7 @@ def learning_rules(records: list) -> dict:
     out = {"top1": {}, "test_error": {}, "paper_test_error": PAPER_RULE_ERROR,
            "final_weight_angle": {}, "final_delta_angle": {}}
     for rule, results in sorted(by.items()):
-        top1 = _mean([100.0 * r["test_acc"] for r in results])
+        top1 = _mean([100.0 * r["test_acc"] for r in results if r["test_acc"] is not None])
         out["top1"][rule] = top1
         out["test_error"][rule] = None if top1 is None else 100.0 - top1
         for key, name in (("weight_angles", "final_weight_angle"),
@@ -187,7 +187,7 @@ def two_routes(records: list) -> dict:
     rows = []
     for r in records:
         c, res = r["config"], r["result"]
-        finite = bool(res.get("finite", True))
+        finite = bool(res.get("finite", True)) and res.get("test_acc") is not None
         rows.append({
             "rule": c["rule"], "model": c.get("model"), "seed": c.get("seed"),
             "sigma": c.get("sigma", 0.0), "coefficients": c.get("coefficients") or {},

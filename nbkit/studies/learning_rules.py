@@ -113,7 +113,8 @@ def iter_rule(rule: str, settings: Settings = QUICK, *, device=None, compile: bo
     against Wᵀ δy), both on a fixed batch of ``angle_batch`` test images, and
     ``norm_ratio`` (‖B‖/‖W‖), and ``progress`` in [0, 1]. The finished run also holds
     ``history`` (of :func:`nbkit.train.fit`), ``coefficients`` (the resolved rule settings),
-    ``finite`` (no parameter became NaN or infinite) and ``seconds``.
+    ``finite`` (the loss and every parameter stayed finite), ``diverged_at`` (the step
+    whose loss was NaN or infinite, where training stopped; None) and ``seconds``.
     """
     rules.get(rule)  # a clear error for an unknown name, before any work
     dev = _device.get(device)
@@ -157,10 +158,18 @@ def _iter_rule(rule, settings, dev, compile):
                    "test_acc": test_acc})
     yield _snapshot(run)
     seen, loss_sum, correct = 0, 0.0, 0
-    state = None
-    for state in train.iter_fit(net, ds, device=dev, progress=False, seed=settings.seed,
+    state, diverged = None, None
+    steps_iter = train.iter_fit(net, ds, device=dev, progress=False, seed=settings.seed,
                                 callbacks=callbacks, compile=compile,
-                                every=settings.log_every, **settings.train):
+                                every=settings.log_every, **settings.train)
+    while True:
+        try:
+            state = next(steps_iter)
+        except StopIteration:
+            break
+        except train.NonFiniteLoss as e:  # a diverged run is a result: keep what it had
+            diverged = e
+            break
         hist = state.history
         if hist["step"] and hist["step"][-1] == state.step:  # fit has just evaluated
             test_loss, test_acc = hist["test_loss"][-1], hist["test_acc"][-1]
@@ -175,10 +184,12 @@ def _iter_rule(rule, settings, dev, compile):
             log(state.step, state.total_steps, losses)
         if state.step < state.total_steps:  # the finished run is yielded once, below
             yield _snapshot(run)
-    run.update(history=state.history, coefficients=rules.resolve(rule, settings.preset,
-                                                                 **settings.coefficients),
-               finite=bool(all(torch.isfinite(p).all() for p in net.parameters())),
-               train_seconds=sum(state.history["time"]), seconds=time.perf_counter() - t0,
+    history = diverged.history if diverged is not None else state.history
+    finite = diverged is None and bool(all(torch.isfinite(p).all() for p in net.parameters()))
+    run.update(history=history, coefficients=rules.resolve(rule, settings.preset,
+                                                           **settings.coefficients),
+               finite=finite, diverged_at=None if diverged is None else diverged.step,
+               train_seconds=sum(history["time"]), seconds=time.perf_counter() - t0,
                progress=1.0)
     yield _snapshot(run)
 

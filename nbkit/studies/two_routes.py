@@ -15,11 +15,11 @@ from tqdm.auto import tqdm
 
 from .. import device as _device
 from .. import rules
-from . import learning_rules
+from . import learning_rules, results
 from .common import StudySettings, cached, for_mode
 
 __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "point_settings",
-           "two_routes_grid"]
+           "two_routes_grid", "STUDIES", "shipped", "depth_of", "gaps", "ratio_spread"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _grid(s, device, *, progress=True) -> dict:
     for r, d, sg in tqdm(points, desc="depth × noise grid", disable=not progress, leave=False):
         i, j = s.depths.index(d), s.sigmas.index(sg)
         run = learning_rules.train_rule(r, point_settings(s, d, sg), device=device)
-        acc[r][i][j] = run["test_acc"][-1]
+        acc[r][i][j] = run["test_acc"][-1] if run["finite"] else math.nan
         ang[r][i][j] = (learning_rules.mean_over_layers(run["alignment"]) if run["finite"]
                         else math.nan)
     size = f", {s.image_size}×{s.image_size} px" if s.image_size else ""
@@ -121,3 +121,62 @@ def _grid(s, device, *, progress=True) -> dict:
     return {"depths": list(s.depths), "sigmas": list(s.sigmas), "rules": list(s.rules),
             "routes": {r: rules.route(r) for r in s.rules}, "test_acc": acc, "alignment": ang,
             "chance": 0.1, "note": note, "depth_label": depth_label, "settings": s.as_dict()}
+
+
+# ------------------------------------------------------------------ the shipped studies
+
+STUDIES = ("two_routes_depth", "two_routes_noise", "wm_sensitivity")
+
+
+def shipped(name: str, variant: str = "cpu", folder=None):
+    """The collected rows of one of [TR]'s CIFAR studies (``two_routes_depth``,
+    ``two_routes_noise``, ``wm_sensitivity``) shipped in data/results/, as
+    ``(rows, ResultFile)``; ``(None, None)`` when there is none, ``(None, file)`` when
+    the file cannot be read (its ``error`` says why)."""
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; choose one of {list(STUDIES)}")
+    found = results.collected(name, variant, folder)
+    if found is None or not found.ok:
+        return None, found
+    return found.doc["summary"]["rows"], found
+
+
+def depth_of(model: str) -> int:
+    """``"resnet56"`` -> 56."""
+    return int("".join(ch for ch in model if ch.isdigit()))
+
+
+def gaps(rows: list, by: str) -> dict:
+    """``{rule: {x: backprop's top-1 minus the rule's}}`` at equal model and ``by``
+    (``"depth"`` or ``"sigma"``), in points; a diverged run counts as a gap of None."""
+    def x_of(row):
+        return depth_of(row["model"]) if by == "depth" else row[by]
+
+    base = {(row["model"], x_of(row)): row["top1"] for row in rows
+            if rules.route(row["rule"]) == "reference"}
+    out: dict = {}
+    for row in rows:
+        if rules.route(row["rule"]) == "reference" or (row["model"], x_of(row)) not in base:
+            continue
+        b = base[(row["model"], x_of(row))]
+        out.setdefault(row["rule"], {})[x_of(row)] = (
+            None if row["top1"] is None or b is None else b - row["top1"])
+    return {r: dict(sorted(v.items())) for r, v in out.items()}
+
+
+def ratio_spread(rows: list) -> dict:
+    """Per (rule, model) of the β/α study: ``{"low", "high"}`` top-1 over the grid, the
+    ``range`` between them in points, and the β/α of the best run (``best_ratio``)."""
+    out: dict = {}
+    for row in rows:
+        c = list(row["coefficients"].values())
+        out.setdefault((row["rule"], row["model"]), []).append((c[1] / c[0], row["top1"]))
+    table = {}
+    for key, pts in sorted(out.items()):
+        ok = [(ratio, top1) for ratio, top1 in pts if top1 is not None]
+        if not ok:
+            continue
+        best = max(ok, key=lambda p: p[1])
+        table[key] = {"low": min(t for _, t in ok), "high": best[1], "best_ratio": best[0],
+                      "range": best[1] - min(t for _, t in ok), "runs": len(pts)}
+    return table
