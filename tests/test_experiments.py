@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbkit import experiments as E
+from nbkit import studies
 from nbkit.experiments import runner, store, summary
 from nbkit.experiments.runner import Experiment
 
@@ -508,7 +509,10 @@ def test_the_two_routes_studies_run_whole_in_quick_mode(tmp_path, name, one_thre
     summary row per run, with the rule's settings as the grid declared them."""
     report = E.sweep(name, "quick", tmp_path, device="cpu", progress=False)
     assert report.remaining == 0 and not report.failed
-    merged = E.collect(tmp_path, name, "quick")
+    shelf = tmp_path / "results"
+    merged = E.collect(tmp_path, name, "quick", to=E.path_for(name, "quick", shelf))
+    rows_back, found = studies.two_routes.shipped(name, "quick", shelf)
+    assert found.ok and rows_back == merged["summary"]["rows"]
     rows = merged["summary"]["rows"]
     plan = runner.plan(E.get(name), "quick", tmp_path)
     assert len(rows) == len(plan) == merged["provenance"]["runs"]

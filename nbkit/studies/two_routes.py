@@ -19,7 +19,8 @@ from . import learning_rules, results
 from .common import StudySettings, cached, for_mode
 
 __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "point_settings",
-           "two_routes_grid", "STUDIES", "shipped", "depth_of", "gaps", "ratio_spread"]
+           "two_routes_grid", "STUDIES", "shipped", "depth_of", "x_value", "gaps",
+           "ratio_sweep", "ratio_spread"]
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,22 @@ def depth_of(model: str) -> int:
     return int("".join(ch for ch in model if ch.isdigit()))
 
 
+def x_value(row: dict, x: str) -> float:
+    """A collected row's position on the axis ``x``: ``"depth"`` (from the model's name),
+    ``"ratio"`` (β/α of its coefficients) or any numeric key of the row (``"sigma"``)."""
+    if x == "depth":
+        return float(depth_of(row["model"]))
+    if x == "ratio":
+        c = list(row["coefficients"].values())
+        return c[1] / c[0]
+    return float(row[x])
+
+
 def gaps(rows: list, by: str) -> dict:
     """``{rule: {x: backprop's top-1 minus the rule's}}`` at equal model and ``by``
     (``"depth"`` or ``"sigma"``), in points; a diverged run counts as a gap of None."""
     def x_of(row):
-        return depth_of(row["model"]) if by == "depth" else row[by]
+        return x_value(row, by)
 
     base = {(row["model"], x_of(row)): row["top1"] for row in rows
             if rules.route(row["rule"]) == "reference"}
@@ -164,13 +176,24 @@ def gaps(rows: list, by: str) -> dict:
     return {r: dict(sorted(v.items())) for r, v in out.items()}
 
 
+def ratio_sweep(rows: list) -> list:
+    """The rows of the β/α study whose coefficients are the rule's own but for β: the
+    sweep itself, without the runs that vary another coefficient (IA's ridge γ)."""
+    def own(row):
+        default = rules.get(row["rule"]).coefficients
+        return all(v == default.get(k) for k, v in row["coefficients"].items() if k != "beta")
+    return [row for row in rows if own(row)]
+
+
 def ratio_spread(rows: list) -> dict:
-    """Per (rule, model) of the β/α study: ``{"low", "high"}`` top-1 over the grid, the
-    ``range`` between them in points, and the β/α of the best run (``best_ratio``)."""
+    """Per (rule, model) of the β/α sweep (:func:`ratio_sweep` of ``rows``): the lowest
+    and highest top-1 (``low``, ``high``), the ``range`` between them in points, the β/α
+    of the best run (``best_ratio``) and the number of ``runs``; diverged runs count in
+    ``runs`` only."""
     out: dict = {}
-    for row in rows:
-        c = list(row["coefficients"].values())
-        out.setdefault((row["rule"], row["model"]), []).append((c[1] / c[0], row["top1"]))
+    for row in ratio_sweep(rows):
+        out.setdefault((row["rule"], row["model"]), []).append((x_value(row, "ratio"),
+                                                                 row["top1"]))
     table = {}
     for key, pts in sorted(out.items()):
         ok = [(ratio, top1) for ratio, top1 in pts if top1 is not None]

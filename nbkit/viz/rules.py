@@ -29,6 +29,7 @@ import plotly.graph_objects as go
 from ..rules import registry
 from ..studies.learning_rules import final_by_rule, results_by_rule
 from ..studies.learning_rules import mean_over_layers as mean_angle
+from ..studies.two_routes import x_value
 from .panels import Panel, figure
 from .style import PUBLISHED_DASH, color_for, label_for, layer_colors
 
@@ -406,15 +407,6 @@ def sensitivity_figure(grid: dict, ratio: float, *, height: int = 470,
 
 # ---------------------------------------------------- notebook 06: shipped studies ---
 
-def _x_of(row: dict, x: str) -> float:
-    if x == "depth":
-        return float("".join(ch for ch in str(row["model"]) if ch.isdigit()) or "nan")
-    if x == "ratio":
-        c = list(row["coefficients"].values())
-        return c[1] / c[0] if len(c) > 1 and c[0] else math.nan
-    return float(row[x])
-
-
 def claim_figure(rows: list, x: str, *, title: str, note: str = "", height: int = 460,
                  width: int = 1000) -> go.Figure:
     """A collected two-routes study (the ``rows`` of its summary) against ``x``
@@ -424,7 +416,7 @@ def claim_figure(rows: list, x: str, *, title: str, note: str = "", height: int 
     by route. A run that diverged is left out and named in the note."""
     models = sorted({r["model"] for r in rows})
     split = x != "depth" and len(models) > 1
-    base = {(r["model"], _x_of(r, x)): r["top1"] for r in rows
+    base = {(r["model"], x_value(r, x)): r["top1"] for r in rows
             if registry.route(r["rule"]) == "reference" and r["top1"] is not None}
     lines: dict = {}
     for r in rows:
@@ -433,8 +425,8 @@ def claim_figure(rows: list, x: str, *, title: str, note: str = "", height: int 
     acc, gap = Panel(1), Panel(2)
     for (rule, model), pts in sorted(lines.items(), key=lambda kv: (
             registry.ordered(list({k[0] for k in lines})).index(kv[0][0]), kv[0][1])):
-        pts = sorted((p for p in pts if p["top1"] is not None), key=lambda p: _x_of(p, x))
-        xs = [_x_of(p, x) for p in pts]
+        pts = sorted((p for p in pts if p["top1"] is not None), key=lambda p: x_value(p, x))
+        xs = [x_value(p, x) for p in pts]
         style = _route_style(rule)
         name = label_for(rule) + (f", {model}" if model else "")
         dash = _ARCH_DASH[models.index(model) % 4] if model else style["dash"]
@@ -453,7 +445,7 @@ def claim_figure(rows: list, x: str, *, title: str, note: str = "", height: int 
     for p in (acc, gap):
         p.xaxis.update(title=label, **({"type": "log"} if x == "ratio" else {}))
         if x != "ratio":
-            p.xaxis.update(tickvals=sorted({_x_of(r, x) for r in rows}))
+            p.xaxis.update(tickvals=sorted({x_value(r, x) for r in rows}))
     acc.yaxis.update(title="test accuracy (%)", rangemode="tozero")
     gap.yaxis.update(title="backprop minus rule (points)")
     gap.hline(0.0, text="backprop", side="right")
