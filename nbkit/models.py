@@ -12,6 +12,7 @@ Parameter names follow the paper's reference code: ``layers.0.conv.weight`` ...
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from functools import partial
@@ -230,9 +231,13 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-# Options of the registered families beyond the small nets (which take many).
-_OPTIONS = {"vgg": {"width_divisor"}, "resnet": {"width_divisor"},
-            "wide_resnet": {"width_divisor"}}
+def _options(factory) -> set[str] | None:
+    """The options a registry entry takes, read from its signature; None when it takes
+    any keyword (the small nets, which check their own)."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params} - {"num_classes", "input_shape"}
 
 
 def names() -> list[str]:
@@ -272,8 +277,8 @@ def build(name: str, num_classes: int = 10, input_shape=(3, 32, 32), device=None
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(names())}")
-    allowed = _OPTIONS.get(name.removesuffix("_bn").rstrip("0123456789"), set())
-    if name not in ("mlp", "conv") and not set(kwargs) <= allowed:
+    allowed = _options(_REGISTRY[name])
+    if allowed is not None and not set(kwargs) <= allowed:
         takes = f"only {sorted(allowed)}" if allowed else "no options"
         raise ValueError(f"model {name!r} takes {takes}, got {sorted(kwargs)}; 'mlp' and "
                          "'conv' take depth/width/bias/... options")

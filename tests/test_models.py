@@ -120,8 +120,10 @@ def test_unknown_model_lists_valid_names():
 def test_bad_model_options():
     with pytest.raises(ValueError, match="takes only \\['width_divisor'\\]"):
         build("vgg16", depth=3)
+    with pytest.raises(ValueError, match="takes only \\['width_divisor'\\]"):
+        build("resnet20", depth=3)
     with pytest.raises(ValueError, match="takes no options"):
-        build("resnet20", width_divisor=2)
+        build("resnet18", width_divisor=2)
     with pytest.raises(ValueError, match="input_shape"):
         build("mlp", input_shape=(32, 32))
     with pytest.raises(ValueError, match="activation"):
