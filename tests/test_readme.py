@@ -1,6 +1,7 @@
 """The README's package example runs as written and prints what the README says it
 prints: SynFlow keeps every layer at ρ = 10³, magnitude pruning empties one, the SynFlow
-layer totals are equal, and the feedback-alignment ResNet learns."""
+layer totals are equal, and the feedback-alignment ResNet learns; and its table of [TR]'s
+depth gaps is the shipped study's."""
 
 from __future__ import annotations
 
@@ -68,3 +69,25 @@ def test_readme_studies_example_runs_as_written():
     exec(compile(code, "README.md", "exec"), namespace)
     pruners = namespace["sweep"]["pruners"]
     assert pruners["synflow"]["critical"] > pruners["magnitude"]["critical"]
+
+
+def test_readme_two_routes_table_is_the_shipped_depth_study():
+    """Every gap in the README's [TR] table is backprop's top-1 minus the rule's in the
+    shipped two_routes_depth study, to the printed 0.1 point."""
+    from nbkit import rules
+    from nbkit.studies import two_routes
+
+    text = README.read_text()
+    table = text[text.index("| | resnet20 | resnet32 | resnet56 |"):].split("\n\n")[0]
+    labels = {rules.get(r).label.lower(): r for r in rules.names()}
+    rows, found = two_routes.shipped("two_routes_depth")
+    assert rows is not None, found and found.error
+    gaps = two_routes.gaps(rows, "depth")
+    checked = 0
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rule = labels[cells[0]]
+        for depth, cell in zip((20, 32, 56), cells[1:], strict=True):
+            assert float(cell.replace("−", "-")) == pytest.approx(gaps[rule][depth], abs=0.051)
+            checked += 1
+    assert checked == 12
