@@ -34,9 +34,31 @@ def seed(n: int = 0) -> None:
     torch.manual_seed(n)
 
 
+# What full mode costs without a GPU, from nbkit's own measurements on an idle 2-core
+# CPU (data/results/README.md): one pruning of the full-width VGG-16-BN takes 0.6 s
+# (random, magnitude), 1.5 s (SNIP), 6 s (GraSP) and 13 s (SynFlow, 100 iterations),
+# so notebook 01's grid of 25 compressions takes about 9 minutes per model.
+FULL_ON_CPU = (
+    "full mode runs the papers' settings, and this machine has no GPU. On a 2-core CPU, "
+    "notebook 01's sweep of the full-width VGG-16-BN takes about 9 minutes per model "
+    "(13 s per SynFlow pruning, measured), and more when the machine is busy; notebooks "
+    "04 to 06 train VGG-16-BN and ResNets on all of CIFAR-10, which takes hours on a "
+    "CPU. For a lecture or a first look, use quick mode (unset NBKIT_MODE): it draws the "
+    "shipped full-scale results beside its live runs.")
+
+
 def mode(default: str = "quick") -> str:
-    """The run mode, "quick" or "full": ``NBKIT_MODE`` when set, else ``default``."""
+    """The run mode, "quick" or "full": ``NBKIT_MODE`` when set, else ``default``.
+    Full mode on a machine without a GPU warns (:data:`FULL_ON_CPU`) with what it will
+    cost."""
     value = os.environ.get("NBKIT_MODE", default).strip().lower()
     if value not in ("quick", "full"):
         raise ValueError(f"NBKIT_MODE must be 'quick' or 'full', got {value!r}")
+    if value == "full":
+        from .device import get as _get_device
+
+        if _get_device().type == "cpu":
+            import warnings
+
+            warnings.warn(FULL_ON_CPU, UserWarning, stacklevel=2)
     return value

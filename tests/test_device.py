@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -33,7 +35,9 @@ def test_entry_points_reject_a_bad_device():
 
 def test_mode_reads_the_environment(monkeypatch):
     monkeypatch.setenv("NBKIT_MODE", "full")
-    assert nbkit.mode() == "full"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert nbkit.mode() == "full"
     monkeypatch.setenv("NBKIT_MODE", "fast")
     with pytest.raises(ValueError, match="quick"):
         nbkit.mode()
@@ -49,3 +53,18 @@ def test_cpu_threads_sets_and_restores_the_thread_count():
     assert torch.get_num_threads() == before
     with nbkit.device.cpu_threads(None, "cpu"):
         assert torch.get_num_threads() == before
+
+
+def test_full_mode_on_a_cpu_warns_with_an_estimate(monkeypatch):
+    """What notebook 00 shows when NBKIT_MODE=full and there is no GPU."""
+    monkeypatch.setenv("NBKIT_MODE", "full")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="no GPU") as caught:
+        assert nbkit.mode("quick") == "full"
+    text = str(caught[0].message)
+    assert "about 9 minutes per model" in text and "quick mode" in text
+    monkeypatch.setenv("NBKIT_MODE", "quick")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert nbkit.mode() == "quick"  # quick mode never warns
+

@@ -149,3 +149,15 @@ def test_fig4_average_synflow_score_falls_as_one_over_layer_size():
     # more than the slope: each layer's total is the same flow R
     totals = np.array(list(probes.layer_totals(model, S).values()))
     np.testing.assert_allclose(totals, totals[0], rtol=1e-9)
+
+
+def test_a_broken_network_law_reports_how_far_the_layer_totals_move():
+    """With the loss and biases, signed scores make the residual (relative to the absolute
+    saliency) small while the layer totals swing by tens of percent: the verdict says both."""
+    from nbkit import studies
+
+    report = studies.conservation.conservation(objective="loss", arch="mlp", bias=True)["report"]
+    ratios = [t / report["input_flow"] for t in report["layer_totals"].values()]
+    assert not report["network_holds"] and max(ratios) - min(ratios) > 0.1
+    network = [line for line in str(report).splitlines() if line.startswith("network-wise")][0]
+    assert f"from {min(ratios):.2f}× to {max(ratios):.2f}× the input flow" in network

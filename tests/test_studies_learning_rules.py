@@ -334,3 +334,15 @@ def test_a_run_that_diverges_is_a_result_not_an_error(tmp_path):
     assert record["result"]["test_acc"] is None and record["result"]["diverged_at"]
     (row,) = summary.two_routes([record])["rows"]
     assert row["finite"] is False and row["top1"] is None
+
+
+def test_paper_coefficients_align_b_slowly_in_notebook_05s_run():
+    """Notebook 05's "things to try": with [TR]'s α on the task's SGD, symmetric
+    alignment's mean weight angle is still above 60° after the notebook's 150 steps,
+    where the quick preset brings it under 15°."""
+    from nbkit.viz.rules import mean_angle
+
+    paper = L.train_rule("symmetric_alignment", L.QUICK.replace(preset="paper"))
+    quick = L.train_rule("symmetric_alignment", L.QUICK)
+    assert mean_angle(paper["alignment"]) > 60
+    assert mean_angle(quick["alignment"]) < 15

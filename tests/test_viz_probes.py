@@ -77,11 +77,23 @@ def test_fig4_slope_minus_one_when_totals_are_equal():
     assert "slope -1.00" in fig.layout.title.text
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
     assert "number of weights" in fig.layout.xaxis.title.text
-    fit, pts = fig.data
+    fit, conserved, pts = fig.data
     assert fit.name == "fit: slope -1.000"
     np.testing.assert_allclose(pts.x, size)
     np.testing.assert_allclose(pts.y, 3.0 / size)
     assert [c[0] for c in pts.customdata] == [f"l{i}" for i in range(6)]
+    # the conservation line: the common total 3 over size, on top of the fit here
+    np.testing.assert_allclose(np.asarray(conserved.y) * np.asarray(conserved.x), 3.0)
+
+
+def test_fig4_draws_the_slope_minus_one_line_beside_a_fit_that_misses_it():
+    size = np.array([100.0, 1000, 10000])
+    fig = vp.layer_size_figure({"layer": ["a", "b", "c"], "size": size,
+                                "average": size ** -0.5, "slope": -0.5})
+    fit, conserved, _ = fig.data
+    assert fit.name == "fit: slope -0.500" and "slope −1" in conserved.name
+    slope = np.diff(np.log10(conserved.y)) / np.diff(np.log10(conserved.x))
+    np.testing.assert_allclose(slope, -1.0)
 
 
 @settings(max_examples=25, deadline=None)

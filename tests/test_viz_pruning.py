@@ -135,6 +135,27 @@ def test_flow_ratio_figure_is_log_with_a_reference_line_at_one():
     assert fig.data[0].line.color == V.SCHEDULE_COLORS["exponential"]
 
 
+def test_the_ratio_one_label_sits_on_its_line_of_the_log_axis():
+    fig = V.flow_ratio_figure({"exponential": [3.0, 0.5, 0.2]})
+    label = [a for a in fig.layout.annotations if a.text == "ratio = 1"]
+    assert len(label) == 1 and label[0].y == 0.0  # plotly places it at log10(1)
+
+
+def test_an_infinite_flow_ratio_is_marked_not_dropped():
+    fig = V.flow_ratio_figure({"exponential": [3.0, math.inf, 0.2]})
+    line, marks = fig.data
+    assert list(line.y) == [3.0, None, 0.2]
+    assert list(marks.x) == [2] and list(marks.text) == ["∞"] and marks.y[0] > 3.0
+
+
+def test_status_line_explains_an_empty_layer_in_a_connected_network():
+    assert V.layer_status([0.0, 0.5], disconnected=False) == (
+        "layer collapse: layer 1 empty · still connected: skip connections route around "
+        "the empty layers")
+    assert V.layer_status([0.0, 0.5], disconnected=True).endswith("empty · disconnected")
+    assert V.layer_status([0.1, 0.5], disconnected=False) == "no layer collapse · connected"
+
+
 def test_synflow_iterations_dashboard():
     n, L = 4, len(LAYERS)
     ld = [[1.0 - 0.2 * k] * L for k in range(1, n + 1)]

@@ -156,6 +156,12 @@ def conservation_report(model: nn.Module, objective="synflow", data=None, *, inp
 
     lines = [line("neuron-wise", neuron, neuron_ok, causes["neuron"]),
              line("network-wise", network, network_ok, causes["network"])]
+    if not network_ok and sal.input_flow:
+        # The residual is relative to the absolute saliency, which signed scores (the
+        # loss) can dwarf: also say how far the layer totals themselves move.
+        ratios = [totals[n] / sal.input_flow for n in totals]
+        lines[1] += (f" (layer totals run from {min(ratios):.2f}× to {max(ratios):.2f}× "
+                     "the input flow)")
     if not network_ok and cut_totals and cut == cut and cut <= tol and \
             len(cut_totals) != len(totals):
         lines.append(f"network-wise over cuts: holds to {cut:.0e}")

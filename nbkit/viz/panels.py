@@ -18,6 +18,8 @@ figure on every slider move.
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 from .style import TEMPLATE
@@ -46,18 +48,20 @@ class Panel:
         self.traces.append({"type": type, **trace, "xaxis": self.x, "yaxis": self.y})
 
     def hline(self, y, line=GUIDE, text: str = "", *, side: str = "left", above: bool = True,
-              inset: float = 0.01, font=None, **shape):
+              inset: float = 0.01, font=None, log: bool = False, **shape):
         """A horizontal line across the panel at ``y``. ``text`` labels it at its ``side``
         end (``inset`` of the panel's width in from the edge), just above or below it, in
-        the line's colour unless ``font`` says otherwise. Further shape settings pass
-        through: ``opacity``, ``layer="below"``, ``name`` and ``showlegend`` (a legend
-        entry for the line)."""
+        the line's colour unless ``font`` says otherwise. Pass ``log=True`` when the y
+        axis is logarithmic: plotly places a shape at the data value but an annotation at
+        its log10, so the label would otherwise sit a decade away from its line. Further
+        shape settings pass through: ``opacity``, ``layer="below"``, ``name`` and
+        ``showlegend`` (a legend entry for the line)."""
         self.shapes.append(dict(type="line", xref=f"{self.x} domain", x0=0, x1=1, yref=self.y,
                                 y0=y, y1=y, line=line, **shape))
         if text:
             self.annotations.append(dict(
                 xref=f"{self.x} domain", x=inset if side == "left" else 1 - inset, yref=self.y,
-                y=y, text=text, showarrow=False, xanchor=side,
+                y=math.log10(y) if log else y, text=text, showarrow=False, xanchor=side,
                 yanchor="bottom" if above else "top",
                 font=font or dict(color=line["color"], size=12)))
 

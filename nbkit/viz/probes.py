@@ -155,6 +155,15 @@ def layer_size_figure(points: dict, *, title: str | None = None, height: int = 4
         fig.add_trace(go.Scatter(x=xs, y=10 ** (intercept + slope * np.log10(xs)), mode="lines",
                                  name=f"fit: slope {slope:.3f}", line=_IDENTITY,
                                  hoverinfo="skip"))
+    if keep.any():
+        # What conservation predicts: one total T for every layer, so average = T / size,
+        # a line of slope -1 (through the geometric mean of the layer totals).
+        xs = np.array([size[keep].min() / 1.4, size[keep].max() * 1.4])
+        total = float(np.exp(np.mean(np.log(y[keep] * size[keep]))))
+        fig.add_trace(go.Scatter(x=xs, y=total / xs, mode="lines",
+                                 name="slope −1: every layer the same total",
+                                 line=dict(color="#888888", width=1.5, dash="dash"),
+                                 hoverinfo="skip"))
     colors = layer_colors(len(names))
     fig.add_trace(go.Scatter(
         x=size[keep], y=y[keep], mode="markers", name="layers (input → output)",
@@ -164,9 +173,6 @@ def layer_size_figure(points: dict, *, title: str | None = None, height: int = 4
                              avg[keep]], axis=1),
         hovertemplate=("<b>%{customdata[0]}</b><br>%{x:,.0f} weights<br>"
                        "average score %{customdata[1]:.6g}<extra></extra>")))
-    fig.add_annotation(text="slope -1: every layer carries the same total score",
-                       xref="paper", yref="paper", x=0.99, y=0.99, xanchor="right",
-                       yanchor="top", showarrow=False, font=dict(size=11, color="#555"))
     return fig
 
 

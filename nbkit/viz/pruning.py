@@ -89,7 +89,11 @@ def layer_status(density_now, *, effective=None, disconnected=None) -> str:
     empty = [str(i + 1) for i in np.flatnonzero(d <= 0)]
     parts = [f"layer collapse: layer {', '.join(empty)} empty" if empty else "no layer collapse"]
     if disconnected is not None:
-        parts.append("disconnected" if disconnected else "connected")
+        # An empty layer leaves a path from input to output only around it, through a
+        # residual connection: say so, or "empty · connected" reads as a contradiction.
+        parts.append("disconnected" if disconnected else
+                     "still connected: skip connections route around the empty layers"
+                     if empty else "connected")
     if effective is not None:
         parts.append(f"effective density {effective:.3g}")
     return " · ".join(parts)
@@ -359,6 +363,23 @@ def _panel_iterations(p, layers, sizes, layer_density, *, overall=None):
     p.yaxis.update(_log_density_axis(floor, "layer density"))
 
 
+def _infinite_ratios(p, xs, ratios, name: str, where: str):
+    """Mark the infinite flow ratios of one schedule (a layer with no flow left) as ∞ at
+    the top of a log panel, which would otherwise drop them silently."""
+    ratios = np.asarray(ratios, dtype=float)
+    inf = np.flatnonzero(np.isposinf(ratios))
+    if not inf.size:
+        return
+    finite = ratios[np.isfinite(ratios) & (ratios > 0)]
+    top = 3 * max(float(finite.max()) if finite.size else 1.0, 1.0)
+    p.add(x=np.asarray(xs)[inf], y=[top] * inf.size, mode="markers+text",
+          text=["∞"] * inf.size, textposition="top center", legendgroup=name,
+          showlegend=False, name=f"{name} schedule: infinite ratio",
+          marker=dict(symbol="triangle-up", size=12, color=SCHEDULE_COLORS.get(name, "#555555")),
+          hovertemplate=f"{name}<br>{where}<br>flow ratio = ∞: a layer had no flow left"
+                        "<extra></extra>")
+
+
 def _panel_flow_ratio(p, ratios: dict, *, legend=True):
     """The synaptic-flow ratio of every iteration (log y) with the y = 1 line."""
     n = 1
@@ -372,7 +393,8 @@ def _panel_flow_ratio(p, ratios: dict, *, legend=True):
               marker=dict(size=9 if len(r) <= 5 else 5 if len(r) < 40 else 3),
               hovertemplate=(f"{name}<br>iteration %{{x}}<br>flow ratio = %{{y:.3g}}"
                              "<extra></extra>"))
-    p.hline(1.0, text="ratio = 1")
+        _infinite_ratios(p, np.arange(1, len(r) + 1), r, name, "iteration %{x}")
+    p.hline(1.0, text="ratio = 1", log=True)
     p.xaxis.update(_iteration_axis(n))
     p.yaxis.update(type="log", title="pruned score / weakest layer's total",
                    exponentformat="power", dtick=1)
@@ -382,7 +404,9 @@ def _panel_max_ratio(p, iterations, max_ratio: dict, *, published=None, current=
                      label="published"):
     """Largest flow ratio of a run against its number of iterations, per schedule."""
     for name, vals in max_ratio.items():
-        p.add(x=list(iterations), y=list(vals), mode="lines+markers", name=f"{name} schedule",
+        _infinite_ratios(p, list(iterations), vals, name, "%{x} iterations")
+        vals = [v if np.isfinite(v) else None for v in np.asarray(vals, dtype=float)]
+        p.add(x=list(iterations), y=vals, mode="lines+markers", name=f"{name} schedule",
               legendgroup=name, line=dict(color=SCHEDULE_COLORS.get(name, "#555555"), width=2.5),
               hovertemplate=(f"{name}<br>%{{x}} iterations<br>max flow ratio = %{{y:.3g}}"
                              "<extra></extra>"))
