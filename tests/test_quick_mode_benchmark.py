@@ -49,3 +49,14 @@ def test_control_moves_cover_the_options_and_come_back():
     assert len(bench.control_moves(slider, 2)) == 3
     box = W.Checkbox(value=False)
     assert [m[1]["value"] for m in bench.control_moves(box, None)] == [True, False]
+
+
+def test_busy_cores_spin_for_the_block_and_stop_after_it():
+    import multiprocessing
+
+    bench = _benchmark()
+    before = set(multiprocessing.active_children())
+    with bench.busy_cores(1):
+        spinning = [p for p in multiprocessing.active_children() if p not in before]
+        assert len(spinning) == 1 and spinning[0].is_alive()
+    assert not spinning[0].is_alive()

@@ -74,7 +74,7 @@ QUICK = Settings(
     "quick", model="conv", model_kwargs={"depth": 4, "width": 8}, data="cifar10-mini",
     train={"steps": 150, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
            "weight_decay": 5e-4, "schedule": "constant", "augment": False},
-    log_every=15, angle_batch=64, eval_samples=500, preset="quick", threads=1)
+    log_every=25, angle_batch=64, eval_samples=500, preset="quick", threads=1)
 FULL = Settings(
     "full", model="resnet20", model_kwargs={}, data="cifar10",
     train={"steps": 3000, "batch_size": 128, "lr": 0.1, "momentum": 0.9,

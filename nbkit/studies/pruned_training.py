@@ -43,6 +43,10 @@ class Settings(StudySettings):
         schedule, scope: of :func:`nbkit.pruning.prune`.
         train: keyword arguments of :func:`nbkit.train.fit` (the recipe).
         seed: seeds the initial weights, the pruning data and the batch order.
+        threads: torch threads while pruning and training on the CPU (None: leave as
+            is). Quick mode uses one: on a 2-core machine with one core busy (a browser,
+            say), two threads made notebook 04 about 15 times slower, waiting at every
+            op for the thread that the busy core had descheduled.
     """
 
     model: str = "mlp"
@@ -57,6 +61,7 @@ class Settings(StudySettings):
     scope: str = "global"
     train: dict = field(default_factory=dict)
     seed: int = 0
+    threads: int | None = None
 
     def iterations_for(self, method: str) -> int:
         return pruning.iterations_for(method, self.max_iterations)
@@ -78,7 +83,7 @@ QUICK = Settings(
     "quick", model="mlp", model_kwargs={"depth": 3, "width": 128}, data="cifar10-mini",
     log10_rhos=(1.0, 1.5, 2.0, 2.5, 3.0), max_iterations=20,
     train={"epochs": 1, "batch_size": 128, "lr": 0.05, "momentum": 0.9,
-           "weight_decay": 5e-4, "schedule": "cosine", "augment": False})
+           "weight_decay": 5e-4, "schedule": "cosine", "augment": False}, threads=1)
 # Full: vgg16_bn on CIFAR-10 with the paper's pruning settings and a shortened recipe
 # (for a GPU; the paper trains 160 epochs, see nbkit.experiments for that sweep).
 FULL = Settings(
@@ -131,6 +136,11 @@ def train_pruned(method: str, log10_rho: float = 0.0, settings: Settings = QUICK
 
 @cached(maxsize=256, ignore=("compile",))
 def _train_pruned(method, log10_rho, settings, shuffle, seed, dev, *, compile=False) -> dict:
+    with _device.cpu_threads(settings.threads, dev):
+        return _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile)
+
+
+def _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile) -> dict:
     t0 = time.perf_counter()
     ds = dataset(settings.data, device=dev)
     num_classes = settings.num_classes or ds.num_classes
