@@ -7,7 +7,7 @@ TORCH   := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 NB_EXEC := --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.timeout=1200
 
-.PHONY: lab test test-quick bench figures lint clean
+.PHONY: lab test test-quick bench figures notebooks lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(VENV)/.test-installed
 ## make figures: execute every notebook headless and write an HTML gallery to build/
 figures: $(VENV)/.test-installed
 	$(PY) -m nbkit.gallery --out build/gallery --figures docs/figures
+
+## make notebooks: re-execute notebooks/ in quick mode, in place, with PNG snapshots
+notebooks: $(VENV)/.test-installed
+	$(PY) -m nbkit.gallery --refresh
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

@@ -208,6 +208,9 @@ def main(argv=None) -> int:
 
 
 def _spin():
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, if it had one
     while True:
         pass
 
@@ -224,7 +227,7 @@ def busy_cores(n: int):
         yield
     finally:
         for p in procs:
-            p.terminate()
+            p.kill()
             p.join()
 
 

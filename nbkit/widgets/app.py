@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import inspect
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -157,7 +158,19 @@ class App:
                     + (f"<pre>{html.escape(self.messages)}</pre>" if self.messages else ""))
             return {"text/html": pio.to_html(fig, include_plotlyjs=False, full_html=False)
                     + text, "text/plain": f"<nbkit App: {self.figure.layout.title.text}>"}
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        # Where the widget cannot be drawn (a notebook opened without running it, GitHub,
+        # nbviewer) the viewer falls back to text: a line about the app, not the repr of
+        # a box of widgets. `make notebooks` (nbkit.gallery --refresh) adds a PNG beside it.
+        if isinstance(bundle, dict) and "text/plain" in bundle:
+            bundle["text/plain"] = self.placeholder_text()
+        return bundle
+
+    def placeholder_text(self) -> str:
+        """What a viewer without widgets shows for this app."""
+        title = self.figure.layout.title.text or "an interactive figure"
+        title = re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", " · ", title))
+        return f"[nbkit app: {title}. Run the notebook to use its controls.]"
 
 
 def _show_value(control) -> str:

@@ -9,8 +9,6 @@ pick a run and draw it with :func:`nbkit.viz.pruning.synflow_iterations_figure`.
 
 from __future__ import annotations
 
-import math
-
 import ipywidgets as W
 
 from ..studies.collapse import describe_model
@@ -19,10 +17,6 @@ from ..viz import pruning as viz
 from .app import App
 
 __all__ = ["iterations_view", "synflow_iterations_app"]
-
-
-def _finite(x):
-    return x if math.isfinite(x) else None
 
 
 def iterations_view(study: dict, iterations: int, schedule: str) -> dict:
@@ -37,10 +31,9 @@ def iterations_view(study: dict, iterations: int, schedule: str) -> dict:
     run = study["runs"][schedule][iterations]
     its = study["iterations"]
     crit = study["critical"] or {}
-    # A ratio is infinite once a layer has no flow left (it collapsed). The figure gets
-    # a gap there, since widget messages cannot carry inf or NaN.
-    max_ratio = {s: [_finite(study["runs"][s][n]["max_ratio"]) for n in its]
-                 for s in study["runs"]}
+    # A ratio is infinite once a layer has no flow left (it collapsed); the figure draws
+    # it as ∞ at the top of its panel (widget messages cannot carry inf itself).
+    max_ratio = {s: [study["runs"][s][n]["max_ratio"] for n in its] for s in study["runs"]}
     peak = run["max_ratio"]
     above = sum(r >= 1 for r in run["ratio"])
     caption = (f"{iterations} {schedule} iteration{'s' if iterations != 1 else ''} to "

@@ -25,6 +25,7 @@ MAX_SCREENSHOT_PX = 16000
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 STDERR_MIME = "application/vnd.jupyter.stderr"
+APP_TEXT = "[nbkit app:"  # how an App's output starts in text (App.placeholder_text)
 # A Python error as JupyterLab shows it (a traceback, or "ValueError: ..." as an App
 # prints it in its output area), and a widget that failed to display.
 ERROR_TEXT = re.compile(r"Traceback|^\s*[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b",
@@ -148,8 +149,8 @@ def expected_figures(nb_path: Path) -> dict[int, int]:
             elif WIDGET_MIME in data:
                 text = data.get("text/plain", "")
                 text = "".join(text) if isinstance(text, list) else text
-                # an App shows as a VBox around its FigureWidget (its repr is cut short)
-                n += max(text.count("FigureWidget("), int(text.startswith("VBox(")))
+                # an nbkit App says so in its text (a VBox around one FigureWidget)
+                n += max(text.count("FigureWidget("), int(text.startswith(APP_TEXT)))
         if n:
             counts[i] = n
     return counts

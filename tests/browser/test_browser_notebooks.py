@@ -99,3 +99,36 @@ def test_feedback_alignment_rule_dropdown_changes_the_angles(runs, screenshots):
     if wrong:
         pytest.fail("05_feedback_alignment, rule switched from feedback alignment to symmetric "
                     "alignment (End, then Train):\n  " + "\n  ".join(wrong), pytrace=False)
+
+
+@pytest.mark.notebook("04_train_pruned_networks")
+def test_04_run_all_three_times_every_figure_is_drawn_and_follows_its_control(runs, screenshots):
+    """Run All of notebook 04, three times, each in a fresh kernel (a figure once came up
+    blank on a first Run All): every figure has data and a title each time, and the
+    full-scale figure follows its dropdown."""
+    wrong = []
+    for attempt in range(1, 4):
+        if runs.last is not None:
+            runs.last.reusable = False  # a fresh kernel and a fresh run
+        nb = runs.run("04_train_pruned_networks")
+        found = [f"run {attempt}: {p}" for p in nb.problems()]
+        for cell, count in nb.expected.items():
+            for nth in range(count):
+                title = (nb.figure_layout(cell, nth).get("title") or {}).get("text")
+                if not title:
+                    found.append(f"run {attempt}, cell {cell}: figure {nth} has no title")
+        cell = nb.find_cell("full_scale_app(")
+        before = nb.figure_layout(cell)["title"]["text"]
+        key = nb.control(cell, ".widget-dropdown select")  # the paper run shown
+        key.focus()
+        key.press("End")
+        nb.settle(cell)
+        if nb.figure_layout(cell)["title"]["text"] == before:
+            found.append(f"run {attempt}: the full-scale figure did not follow its dropdown "
+                         f"(title still {before!r})")
+        if found:
+            nb.screenshot(screenshots / f"04_train_pruned_networks.run{attempt}.png")
+        wrong += found
+    if wrong:
+        pytest.fail("04_train_pruned_networks, Run All three times:\n  " + "\n  ".join(wrong),
+                    pytrace=False)
