@@ -27,3 +27,43 @@ def test_an_app_without_widgets_reads_as_a_line_about_it_and_gets_its_snapshot()
     first, second = nb.cells[0].outputs
     assert first.data["image/png"] == "iVBORw0K" and "image/png" not in second.data
 
+
+
+class _Events:
+    def __init__(self):
+        self.callbacks = []
+
+    def register(self, name, fn):
+        assert name == "post_run_cell"
+        self.callbacks.append(fn)
+
+    def unregister(self, name, fn):
+        self.callbacks.remove(fn)
+
+
+def test_in_a_notebook_an_app_shows_first_and_computes_after_its_cell(monkeypatch):
+    """Under Run All the app, with a "computing…" placeholder, is on screen before its
+    work starts; the work runs right after the cell, before the next one."""
+    from nbkit.widgets import app as A
+
+    shell = type("Shell", (), {"events": _Events()})()
+    monkeypatch.setattr(A, "_shell", lambda: shell)
+    monkeypatch.delenv("NBKIT_STATIC", raising=False)
+    app = A.App({}, compute=lambda: 7, build=lambda r: go.Figure(layout_title_text=f"r={r}"))
+    assert app.result is None and len(shell.events.callbacks) == 1
+    assert [a.text for a in app.figure.layout.annotations] == ["computing…"]
+    shell.events.callbacks[0](None)  # the cell has finished
+    assert app.result == 7 and app.figure.layout.title.text == "r=7"
+    assert shell.events.callbacks == []  # once only
+
+
+def test_outside_a_notebook_or_for_a_static_page_an_app_computes_at_once(monkeypatch):
+    from nbkit.widgets import app as A
+
+    assert A._shell() is None  # pytest is no kernel
+    assert A.App({}, compute=lambda: 3, build=lambda r: go.Figure()).result == 3
+    shell = type("Shell", (), {"events": _Events()})()
+    monkeypatch.setattr(A, "_shell", lambda: shell)
+    monkeypatch.setenv("NBKIT_STATIC", "1")
+    assert A.App({}, compute=lambda: 4, build=lambda r: go.Figure()).result == 4
+    assert shell.events.callbacks == []

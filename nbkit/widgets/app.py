@@ -66,7 +66,33 @@ class App:
             for control in self.controls.values():
                 control.observe(self._on_change, names="value")
         if auto_start:
+            self._start()
+
+    def _start(self):
+        """Compute the first result: in a notebook, right after the cell that made the app
+        has finished and displayed it, so that the app, its progress bar and a
+        "computing…" placeholder show at once and fill in as the work goes (under Run All
+        too; the next cell still waits for the result); elsewhere (scripts, tests, a static
+        page), at once."""
+        shell = _shell()
+        if shell is None or os.environ.get("NBKIT_STATIC"):
             self.update()
+            return
+        self._placeholder()
+
+        def start(*_):
+            shell.events.unregister("post_run_cell", start)
+            self.update()
+
+        shell.events.register("post_run_cell", start)
+
+    def _placeholder(self):
+        """An empty figure that says it is being computed, instead of empty axes."""
+        self.figure.layout = dict(
+            width=self.width, height=260, xaxis_visible=False, yaxis_visible=False,
+            plot_bgcolor="white", paper_bgcolor="white",
+            annotations=[dict(text="computing…", showarrow=False, x=0.5, y=0.5,
+                              xref="paper", yref="paper", font=dict(size=18, color="#666"))])
 
     # -------------------------------------------------------------------- running
     def values(self) -> dict:
@@ -171,6 +197,16 @@ class App:
         title = self.figure.layout.title.text or "an interactive figure"
         title = re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", " · ", title))
         return f"[nbkit app: {title}. Run the notebook to use its controls.]"
+
+
+def _shell():
+    """The IPython kernel's shell (which runs cells), else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and hasattr(shell, "kernel") else None
 
 
 def _show_value(control) -> str:
