@@ -1,6 +1,7 @@
 """The "things to try" of the notebooks say what a reader will find; each such sentence is
 checked here on the same quick-mode settings, so that text and figure cannot drift apart.
-(Notebooks 03, 04 and 06 check theirs in checked cells; 05's is in test_studies_learning_rules.)"""
+(Notebooks 03, 04 and 06 check theirs in checked cells; another of 05's is in
+test_studies_learning_rules.)"""
 
 from __future__ import annotations
 
@@ -54,3 +55,16 @@ def test_02_batchnorm_in_train_mode_leaves_synflow_alone_and_breaks_the_loss():
     synflow = studies.conservation.conservation(batchnorm="train")["report"]
     loss = studies.conservation.conservation(batchnorm="train", objective="loss")["report"]
     assert synflow["holds"] and not loss["neuron_holds"] and not loss["network_holds"]
+
+
+def test_05_sign_symmetry_starts_far_closer_to_w_than_a_random_b():
+    import nbkit
+
+    def mean_angle(rule):
+        nbkit.seed(0)
+        model = nbkit.models.build("conv", depth=4, width=8)  # notebook 05's quick net
+        nbkit.rules.convert(model, rule)
+        angles = nbkit.rules.alignment_angles(model)
+        return sum(angles.values()) / len(angles)
+
+    assert mean_angle("sign_symmetry") < mean_angle("feedback_alignment") - 30
