@@ -42,9 +42,9 @@ FULL_ON_CPU = (
     "full mode runs the papers' settings, and this machine has no GPU. On a 2-core CPU, "
     "notebook 01's sweep of the full-width VGG-16-BN takes about 9 minutes per model "
     "(13 s per SynFlow pruning, measured), and more when the machine is busy; notebooks "
-    "04 to 06 train VGG-16-BN and ResNets on all of CIFAR-10, which takes hours on a "
-    "CPU. For a lecture or a first look, use quick mode (unset NBKIT_MODE): it draws the "
-    "shipped full-scale results beside its live runs.")
+    "04 to 06 train VGG-16-BN and ResNets on all of CIFAR-10, which should take hours "
+    "on a CPU (not measured). For a lecture or a first look, use quick mode (unset "
+    "NBKIT_MODE): it draws the shipped full-scale results beside its live runs.")
 
 
 def mode(default: str = "quick") -> str:

@@ -60,9 +60,10 @@ def _add_static_html(nb) -> None:
 _SNAPSHOT_CELL = """\
 import base64 as _b64, json as _json
 from nbkit.widgets.app import App as _App
-print(_json.dumps({_a.widget.model_id: _b64.b64encode(_a.static_figure().to_image(
+print(_json.dumps({"png": {_a.widget.model_id: _b64.b64encode(_a.static_figure().to_image(
     format="png", width=_a.figure.layout.width or 1000, height=_a.figure.layout.height or 600
-)).decode() for _a in _App.instances}))
+)).decode() for _a in _App.instances}, "text": {_a.widget.model_id: _a.placeholder_text()
+                                                for _a in _App.instances}}))
 """
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -111,6 +112,24 @@ def _execute(nb, timeout: int) -> None:
     ep.preprocess(nb, {"metadata": {"path": str(NOTEBOOKS)}})
 
 
+def _finish_widget_outputs(nb, texts: dict) -> None:
+    """Widget outputs as a saved notebook should keep them: an app's text names its final
+    figure (it was displayed before its work ran), and widgets that are not apps (progress
+    bars) are dropped, since without their state they show only a bar frozen at 0 %."""
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET in data:
+                model = data[WIDGET].get("model_id")
+                if model not in texts:
+                    continue
+                data["text/plain"] = texts[model]
+            kept.append(output)
+        if "outputs" in cell:
+            cell.outputs = kept
+
+
 def refresh(names=None, timeout: int = 1200) -> list[Path]:
     """Execute notebooks/ in quick mode and save each in place with snapshots (see the
     module docstring)."""
@@ -128,7 +147,9 @@ def refresh(names=None, timeout: int = 1200) -> list[Path]:
         _execute(nb, timeout)
         last = nb.cells.pop()
         text = "".join(o.get("text", "") for o in last.outputs if o.get("name") == "stdout")
-        added = add_snapshots(nb, json.loads(text or "{}"))
+        apps = json.loads(text or "{}")
+        added = add_snapshots(nb, apps.get("png", {}))
+        _finish_widget_outputs(nb, apps.get("text", {}))
         nbformat.write(nb, path)
         print(f"{path.name}: {time.perf_counter() - t0:.1f} s, {added} snapshots, "
               f"{path.stat().st_size / 1e6:.2f} MB")

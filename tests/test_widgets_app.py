@@ -67,3 +67,22 @@ def test_outside_a_notebook_or_for_a_static_page_an_app_computes_at_once(monkeyp
     monkeypatch.setenv("NBKIT_STATIC", "1")
     assert A.App({}, compute=lambda: 4, build=lambda r: go.Figure()).result == 4
     assert shell.events.callbacks == []
+
+
+def test_a_saved_notebook_keeps_apps_with_their_final_title_and_drops_dead_progress_bars():
+    import nbformat
+
+    from nbkit.gallery import WIDGET, _finish_widget_outputs
+
+    def widget(model, text):
+        return nbformat.v4.new_output("display_data",
+                                      data={WIDGET: {"model_id": model}, "text/plain": text})
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        widget("bar", "sweep:   0%|"), widget("app", "[nbkit app: an interactive figure.]"),
+        nbformat.v4.new_output("stream", text="done\n")])])
+    final = "[nbkit app: Fig. 1. Run the notebook to use its controls.]"
+    _finish_widget_outputs(nb, {"app": final})
+    outputs = nb.cells[0].outputs
+    assert [o.get("data", {}).get("text/plain", o.get("text")) for o in outputs] == [
+        final, "done\n"]

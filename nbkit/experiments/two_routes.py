@@ -50,14 +50,12 @@ _QUICK = _settings("quick", "cifar10-mini", 8, {"steps": 6, "batch_size": 32, "l
                                                 "weight_decay": 5e-4, **_AUGMENT}, 3, 16)
 _QUICK_MODEL = {"model_kwargs": {"width_divisor": 4}}
 # cpu: cifar10-mini at 16 × 16, half-width ResNets, 15 epochs (600 steps of batch 128)
-_CPU = _settings("cpu", "cifar10-mini", 16, {"epochs": 15, "batch_size": 128, "lr": 0.1,
-                                              "weight_decay": 5e-4, **_AUGMENT}, 195, 128)
+_CPU_TRAIN = {"epochs": 15, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, **_AUGMENT}
+_CPU = _settings("cpu", "cifar10-mini", 16, _CPU_TRAIN, 195, 128)
 _CPU_MODEL = {"model_kwargs": {"width_divisor": 2}}
 # the depth study at half the step: at lr 0.1 the 56-layer ResNet reached only 17 % with
 # backprop in these 600 steps (33 % at 0.05), which would make every gap at depth 56 noise
-_CPU_DEPTH = _settings("cpu", "cifar10-mini", 16, {"epochs": 15, "batch_size": 128,
-                                                    "lr": 0.05, "weight_decay": 5e-4,
-                                                    **_AUGMENT}, 195, 128)
+_CPU_DEPTH = _settings("cpu", "cifar10-mini", 16, {**_CPU_TRAIN, "lr": 0.05}, 195, 128)
 # full: CIFAR-10, full-width ResNets, 30 epochs of batch 128 (cosine), for a GPU
 _FULL = _settings("full", "cifar10", None, {"epochs": 30, "batch_size": 128, "lr": 0.1,
                                              "weight_decay": 5e-4, **_AUGMENT}, 1560, 256)

@@ -48,20 +48,18 @@ class Panel:
         self.traces.append({"type": type, **trace, "xaxis": self.x, "yaxis": self.y})
 
     def hline(self, y, line=GUIDE, text: str = "", *, side: str = "left", above: bool = True,
-              inset: float = 0.01, font=None, log: bool = False, **shape):
+              inset: float = 0.01, font=None, **shape):
         """A horizontal line across the panel at ``y``. ``text`` labels it at its ``side``
         end (``inset`` of the panel's width in from the edge), just above or below it, in
-        the line's colour unless ``font`` says otherwise. Pass ``log=True`` when the y
-        axis is logarithmic: plotly places a shape at the data value but an annotation at
-        its log10, so the label would otherwise sit a decade away from its line. Further
-        shape settings pass through: ``opacity``, ``layer="below"``, ``name`` and
-        ``showlegend`` (a legend entry for the line)."""
+        the line's colour unless ``font`` says otherwise. Further shape settings pass
+        through: ``opacity``, ``layer="below"``, ``name`` and ``showlegend`` (a legend
+        entry for the line)."""
         self.shapes.append(dict(type="line", xref=f"{self.x} domain", x0=0, x1=1, yref=self.y,
                                 y0=y, y1=y, line=line, **shape))
         if text:
             self.annotations.append(dict(
                 xref=f"{self.x} domain", x=inset if side == "left" else 1 - inset, yref=self.y,
-                y=math.log10(y) if log else y, text=text, showarrow=False, xanchor=side,
+                y=y, text=text, showarrow=False, xanchor=side,
                 yanchor="bottom" if above else "top",
                 font=font or dict(color=line["color"], size=12)))
 
@@ -124,8 +122,20 @@ def figure(title: str, panels, *, cols: int | None = None, widths=None, titles=N
     for p in panels:  # the panels' own notes after every panel title
         traces += p.traces
         shapes += p.shapes
-        notes += p.annotations
+        notes += [_on_axes(a, p) for a in p.annotations]
     text = f"{title}<br><sup>{subtitle}</sup>" if subtitle else title
     return go.Figure(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=text), height=height, width=width, shapes=shapes,
         annotations=notes, **axes, **layout))
+
+
+def _on_axes(note: dict, p: Panel) -> dict:
+    """A panel's note in plotly's units. Shapes take data values on a log axis, but
+    annotations take their log10, so a label given at a data value (an :meth:`Panel.hline`
+    or :meth:`Panel.vline` text) would sit a decade away from its line."""
+    note = dict(note)
+    for key, ref, axis in (("x", p.x, p.xaxis), ("y", p.y, p.yaxis)):
+        if note.get(f"{key}ref") == ref and axis.get("type") == "log":
+            note[key] = math.log10(note[key])
+    return note
+

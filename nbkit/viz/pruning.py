@@ -394,7 +394,7 @@ def _panel_flow_ratio(p, ratios: dict, *, legend=True):
               hovertemplate=(f"{name}<br>iteration %{{x}}<br>flow ratio = %{{y:.3g}}"
                              "<extra></extra>"))
         _infinite_ratios(p, np.arange(1, len(r) + 1), r, name, "iteration %{x}")
-    p.hline(1.0, text="ratio = 1", log=True)
+    p.hline(1.0, text="ratio = 1")
     p.xaxis.update(_iteration_axis(n))
     p.yaxis.update(type="log", title="pruned score / weakest layer's total",
                    exponentformat="power", dtick=1)

@@ -395,7 +395,7 @@ def sensitivity_figure(grid: dict, ratio: float, *, height: int = 470,
     acc.yaxis.update(title="test accuracy (%)", rangemode="tozero")
     angle.yaxis.update(title="local δ angle (degrees)", range=[0, 95])
     norm.yaxis.update(title="‖B‖/‖W‖", type="log")
-    norm.hline(1.0, text="‖B‖ = ‖W‖", side="right", log=True)
+    norm.hline(1.0, text="‖B‖ = ‖W‖", side="right")
     return figure(f"Weight mirror against information alignment as β/α moves "
                   f"(marked: β/α = {ratios[i]:g})", [acc, angle, norm],
                   subtitle=grid.get("note", ""),

@@ -195,7 +195,8 @@ class App:
     def placeholder_text(self) -> str:
         """What a viewer without widgets shows for this app."""
         title = self.figure.layout.title.text or "an interactive figure"
-        title = re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", " · ", title))
+        title = re.sub(r"<br\s*/?>", " · ", re.sub(r"<sup>(.*?)</sup>", r"^\1", title))
+        title = re.sub(r"<[^>]+>", "", title)
         return f"[nbkit app: {title}. Run the notebook to use its controls.]"
 
 
