@@ -22,7 +22,7 @@ import math
 
 import plotly.graph_objects as go
 
-from .style import TEMPLATE
+from .style import TEMPLATE, readable_log_ticks
 
 __all__ = ["GUIDE", "MARK", "Panel", "figure"]
 
@@ -124,9 +124,9 @@ def figure(title: str, panels, *, cols: int | None = None, widths=None, titles=N
         shapes += p.shapes
         notes += [_on_axes(a, p) for a in p.annotations]
     text = f"{title}<br><sup>{subtitle}</sup>" if subtitle else title
-    return go.Figure(data=traces, layout=dict(
+    return readable_log_ticks(go.Figure(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=text), height=height, width=width, shapes=shapes,
-        annotations=notes, **axes, **layout))
+        annotations=notes, **axes, **layout)))
 
 
 def _on_axes(note: dict, p: Panel) -> dict:

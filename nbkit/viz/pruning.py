@@ -151,7 +151,8 @@ def _panel_bars(p, layers, sizes, density_now, *, published_now=None, label="pub
           marker=dict(color=layer_colors(len(layers))),
           customdata=np.stack([d, np.rint(d * np.asarray(sizes)), sizes], -1),
           hovertext=layers, text=np.where(d == 0, "empty", ""), textposition="outside",
-          textfont=dict(color=RED, size=11),
+          textfont=dict(color=RED, size=13), textangle=-90, constraintext="none",
+          cliponaxis=False,
           hovertemplate=("<b>%{hovertext}</b><br>density = %{customdata[0]:.3g}<br>kept "
                          "%{customdata[1]:,} of %{customdata[2]:,}<extra></extra>"))
     if published_now is not None:
@@ -206,7 +207,7 @@ def layer_collapse_figure(log10_rho, layers, sizes, density, *, method: str, cur
                   [curves, bars], widths=[0.58, 0.42], title_size=15, height=height,
                   titles=["per-layer density against compression",
                           f"per-layer density at ρ = {_pow10(current)}"],
-                  legend=dict(font=dict(size=11), tracegroupgap=0), margin=dict(t=120))
+                  legend=dict(font=dict(size=12), tracegroupgap=0), margin=dict(t=120))
 
 
 # ------------------------------------------------- critical compression, connectivity
@@ -321,7 +322,7 @@ def connectivity_figure(log10_rho, effective: dict, critical: dict, rho_max_log1
                   [left, right], widths=[0.55, 0.45], hspace=0.12, height=height,
                   title_size=15, titles=["effective density (kept weights on an input→output "
                                          "path)", "critical compression against ρ_max"],
-                  legend=dict(font=dict(size=11)), margin=dict(t=100))
+                  legend=dict(font=dict(size=12)), margin=dict(t=100))
 
 
 # -------------------------------------------------------------- iterative SynFlow
@@ -453,7 +454,7 @@ def synflow_iterations_figure(*, layers, sizes, layer_density, overall, ratio, s
                               n: int, log10_rho: float, iterations, max_ratio: dict,
                               critical: dict, rho_max_log10: float, published_max=None,
                               published_label: str = "published: VGG-19, ImageNet",
-                              model: str = "", note: str = "", height: int = 780):
+                              model: str = "", note: str = "", height: int = 545):
     """The iterative-SynFlow dashboard for one run (``n`` iterations of ``schedule`` to
     compression 10^log10_rho): per-layer densities over its iterations, its flow ratio per
     iteration (Fig. 7), and over all runs the largest flow ratio and the critical
@@ -469,9 +470,9 @@ def synflow_iterations_figure(*, layers, sizes, layer_density, overall, ratio, s
     _panel_critical_iterations(panels[3], iterations, critical, rho_max_log10, current=n)
     title = (f"Iterative SynFlow on {model}: {n} {schedule} iteration{'s' if n != 1 else ''}"
              f" to ρ = {_pow10(log10_rho)}")
-    return figure(_note(title, note), panels, cols=2, hspace=0.11, height=height,
+    return figure(_note(title, note), panels, cols=2, hspace=0.11, vspace=0.22, height=height,
                   title_size=15, titles=["per-layer density across the iterations",
                                          f"flow ratio per iteration (max {peak:.3g}: {verdict})",
                                          "largest flow ratio against iterations",
                                          "critical compression against iterations"],
-                  legend=dict(font=dict(size=11), tracegroupgap=0), margin=dict(t=100))
+                  legend=dict(font=dict(size=12), tracegroupgap=0), margin=dict(t=80, b=50))

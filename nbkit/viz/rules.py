@@ -62,7 +62,7 @@ PUBLISHED_MLP_ACC = {
 _SYMBOLS = ("circle", "diamond", "square", "triangle-up")
 # A faint dotted guide line (chance, 90°) under the traces, labelled small at its right end.
 _GUIDE = dict(line=dict(color="#999", dash="dot", width=1), layer="below", side="right",
-              inset=0, font=dict(size=11, color="#666"))
+              inset=0, font=dict(size=12, color="#666"))
 SHORT = {r: registry.short(r) for r in registry.RULES}  # "FA" for feedback alignment
 
 
@@ -113,7 +113,7 @@ def _finite(values) -> list:
 # ----------------------------------------------------------------- notebook 05 ---
 
 def training_curves(runs, *, title: str = "Training with each learning rule",
-                    note: str | None = None, height: int = 720) -> go.Figure:
+                    note: str | None = None, height: int = 490) -> go.Figure:
     """2×2 panels over SGD steps: training loss, test accuracy, the weight alignment angle
     per layer (W against Bᵀ) and the δ angle per layer (the error each layer sends back,
     against backprop's).
@@ -169,8 +169,9 @@ def training_curves(runs, *, title: str = "Training with each learning rule",
                   titles=["Training loss", "Test accuracy",
                           "Weight angle between W and Bᵀ, per layer",
                           "Global δ angle: δx against full backprop's, per layer"],
-                  hspace=0.09, vspace=0.14, match_x=True, height=height,
-                  margin=dict(t=110 if note else 90), legend=dict(title=dict(text=legend)))
+                  hspace=0.09, vspace=0.16, match_x=True, height=height,
+                  margin=dict(t=110 if note else 90, b=50),
+                  legend=dict(title=dict(text=legend)))
 
 
 def published_figure(nbkit_error: dict | None = None, *, height: int = 430,
@@ -293,7 +294,7 @@ def _nearest(values, x) -> int:
 
 
 def two_routes_figure(grid: dict, depth, sigma, *, rules=None,
-                      height: int = 600, width: int = 1000) -> go.Figure:
+                      height: int = 500, width: int = 1000) -> go.Figure:
     """Local rules against weight estimation. Left: test accuracy against depth at noise
     ``sigma``; middle: test accuracy against noise at ``depth``; right: the final weight
     angle (W vs Bᵀ, mean over layers) of each rule at (``depth``, ``sigma``). Local rules

@@ -3,6 +3,9 @@ a figure factory that always sets a title and labelled axes."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
@@ -73,6 +76,46 @@ def layer_colors(n: int, scale: str = "Viridis") -> list[str]:
     if n <= 1:
         return sample_colorscale(scale, [0.0])
     return sample_colorscale(scale, [i / (n - 1) for i in range(n)])
+
+
+def readable_log_ticks(fig: go.Figure) -> go.Figure:
+    """Label a log axis that spans less than three decades at 1, 2 and 5 × 10^k (or every
+    digit when that gives fewer than three labels), and one up to six decades at each
+    decade, in the axis's own font. Left to itself, plotly labels such axes with bare
+    digits ("2", "5") at 3/4 of the tick font, too small to read on a projector. Axes
+    with their own ticks are left alone."""
+    values: dict[str, list] = {}
+    for trace in fig.data:
+        for key in ("x", "y"):
+            ref = getattr(trace, f"{key}axis", None) or key
+            data = getattr(trace, key, None)
+            if data is None or isinstance(data, str):
+                continue
+            try:
+                arr = np.asarray(data, dtype=float).ravel()
+            except (TypeError, ValueError):
+                continue
+            values.setdefault(key + "axis" + ref[1:], []).append(arr[np.isfinite(arr) & (arr > 0)])
+    for name, parts in values.items():
+        axis = fig.layout[name] if name in fig.layout else None
+        if axis is None or axis.type != "log" or axis.dtick is not None \
+                or axis.tickvals is not None:
+            continue
+        data = np.concatenate(parts)
+        if not data.size:
+            continue
+        lo, hi = float(data.min()), float(data.max())
+        if hi / lo >= 1e6:  # plotly labels every decade or fewer: full-size already
+            continue
+        choices = [(1,)] if hi / lo >= 1e3 else [(1, 2, 5), tuple(range(1, 10))]
+        for digits in choices:
+            ticks = [d * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1,
+                                                   math.ceil(math.log10(hi)) + 1)
+                     for d in digits if lo / 1.3 <= d * 10.0 ** k <= hi * 1.3]
+            if len(ticks) >= 3:
+                break
+        fig.layout[name].update(tickvals=ticks, ticktext=[f"{t:.6g}" for t in ticks])
+    return fig
 
 
 def new_figure(title: str, xaxis: str, yaxis: str, *, height: int = 450, width=None,

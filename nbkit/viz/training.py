@@ -84,7 +84,7 @@ def _hline(fig, y, name, color, dash, xmax):
 
 def accuracy_figure(curves, *, dense: float | dict | None = None, chance: float | None = None,
                     title: str = "Accuracy after training, pruned at initialization",
-                    note: str | None = None, height: int = 480, width=None) -> go.Figure:
+                    note: str | None = None, height: int = 430, width=None) -> go.Figure:
     """Top-1 accuracy against compression ratio ρ (log axis), one line per curve (Fig. 6).
 
     Args:
@@ -116,7 +116,7 @@ def accuracy_figure(curves, *, dense: float | dict | None = None, chance: float 
         lines = note.count("<br>") + 1
         fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=0, yshift=-74,
                            xanchor="left", yanchor="top", showarrow=False, align="left",
-                           font=dict(size=11, color="#555"))
+                           font=dict(size=12, color="#555"))
         fig.update_layout(margin=dict(b=84 + 16 * lines))
     return fig
 

@@ -27,7 +27,7 @@ def _build_full(result: dict):
         note += "<br>solid: " + result["ours"]["caption"]
     return vt.accuracy_figure(result["curves"], dense=result["dense"], chance=result["chance"],
                               title=f"Full scale: {model} on {dataset}", note=note,
-                              height=520 + 30 * len(result["dense"]))  # room for the legend
+                              height=430 + 24 * len(result["dense"]))  # room for the legend
 
 
 def _describe_grid(result: dict) -> str:
