@@ -37,7 +37,8 @@ def test_biases_break_network_wise_but_not_neuron_wise(objective):
     assert report["neuron_holds"] and report["neuron"] <= 1e-9
     assert not report["network_holds"] and report["network"] > 1e-3
     assert _spread(report["layer_totals"].values()) > 1e-3
-    assert report["cause"].startswith("biases (layers.0.bias")
+    assert report["cause"].startswith("biases (layers 1, 2, 3")  # numbered as figures do
+    assert report["layers"][1] == "layers.0" and report["layers"][4] == "fc"
     assert "neuron-wise: holds" in str(report) and "network-wise: breaks" in str(report)
 
 
@@ -51,7 +52,7 @@ def test_batchnorm_in_train_mode_breaks_the_laws():
     report = probes.conservation_report(model, "loss", _batch())
     assert not report["neuron_holds"] and report["neuron"] > 1e-3
     assert not report["holds"]
-    assert "BatchNorm in train mode (layers.1" in report["cause"]
+    assert "BatchNorm in train mode (after layers 1, 2, 3)" in report["cause"]
     # train-mode BatchNorm is scale invariant (up to its eps): a conv before it carries
     # almost no net saliency, while the classifier (no BatchNorm after it) does
     S = probes.saliency(model, "loss", _batch())
@@ -85,7 +86,8 @@ def test_a_residual_block_is_not_a_cut_layer_by_layer(objective):
     data = (torch.randn(5, 12), torch.randint(0, 3, (5,)))
     report = probes.conservation_report(model, objective, data, input_shape=(12,))
     assert not report["network_holds"] and report["network"] > 1e-3
-    assert "residual connection: b, c are not cuts by themselves" in report["cause"]
+    assert "residual connection: layers 2, 3 are not cuts by themselves" in report["cause"]
+    assert [report["layers"][k] for k in (2, 3)] == ["b", "c"]
     assert report["neuron_holds"], "the skip carries its flow on: per-unit flows balance"
     # the cuts (a alone, d alone) still carry <dR/dx, x>
     assert list(report["cut_totals"]) == ["a.weight", "d.weight"]
@@ -124,7 +126,7 @@ def test_tanh_breaks_both_laws(objective):
     report = probes.conservation_report(model, objective, _batch())
     assert not report["neuron_holds"] and report["neuron"] > 1e-3
     assert not report["network_holds"] and report["network"] > 1e-3
-    assert report["cause"].startswith("non-homogeneous activation (Tanh at layers.1")
+    assert report["cause"].startswith("non-homogeneous activation (Tanh after layers 1, 2)")
     relu = nbkit.models.build("mlp", input_shape=SHAPE, depth=3, width=16, bias=False,
                               batchnorm=False, activation="leaky_relu")
     assert probes.conservation_report(relu, objective, _batch())["holds"]

@@ -28,7 +28,9 @@ def test_fig3_one_trace_per_hidden_layer_on_identity_line():
     assert "outgoing" in fig.layout.yaxis.title.text
     line, *layers = fig.data
     assert line.name.startswith("y = x") and list(line.x) == list(line.y)
-    assert [t.name for t in layers] == ["layers.0", "layers.2"]
+    # legends number the hidden layers; the hover names the module
+    assert [t.name for t in layers] == ["hidden layer 1", "hidden layer 2"]
+    assert "(layers.0)" in layers[0].hovertemplate
     for t in layers:
         np.testing.assert_allclose(t.x, t.y)              # conserved: on y = x
         assert "incoming" in t.hovertemplate
@@ -125,7 +127,9 @@ def test_layer_totals_flat_line_at_input_flow_and_cuts():
     totals = {"a.weight": 5.0, "b.weight": 5.0, "c.weight": 4.9, "fc.weight": 5.0}
     fig = vp.layer_totals_figure(totals, input_flow=5.0)
     (layer,) = fig.data
-    assert list(layer.x) == ["a", "b", "c", "fc"] and list(layer.y) == list(totals.values())
+    plain = ["layer 1", "layer 2", "layer 3", "layer 4"]  # numbered; modules in the hover
+    assert list(layer.x) == plain and list(layer.y) == list(totals.values())
+    assert list(layer.customdata) == ["a", "b", "c", "fc"]
     (line,) = fig.layout.shapes
     assert line.y0 == line.y1 == 5.0 and "input flow" in line.name
     lo, hi = fig.layout.yaxis.range
@@ -138,7 +142,7 @@ def test_layer_totals_flat_line_at_input_flow_and_cuts():
     cuts = {"a.weight": 5.0, "b.weight+c.weight": 5.0, "fc.weight": 5.0}
     fig = vp.layer_totals_figure(totals, input_flow=5.0, cut_totals=cuts)
     cut = fig.data[1]
-    assert cut.name == "cut total" and list(cut.x) == ["a", "b", "c", "fc"]
+    assert cut.name == "cut total" and list(cut.x) == ["layer 1", "layer 2", "layer 3", "layer 4"]
     assert list(cut.y) == [5.0] * 4
     # when cuts are the layers, no extra trace
     same = vp.layer_totals_figure(totals, cut_totals=dict(totals))

@@ -104,7 +104,7 @@ def test_switching_to_the_mlp(app):
     inc, _ = _units(app.figure)
     assert len(inc) == 2 * 32
     assert [t.name for t in _panel(app.figure, "x") if t.customdata is not None] == \
-        ["layers.0", "layers.2"]
+        ["hidden layer 1", "hidden layer 2"]
 
 
 def test_compute_error_shows_and_the_app_keeps_working(app, monkeypatch):

@@ -37,9 +37,32 @@ def _network_residual(totals, abs_totals, ref, ref_abs):
                for n in names)
 
 
+def layer_numbers(model: nn.Module, graph: LayerGraph) -> dict[str, int]:
+    """Module name -> the number a reader sees: prunable layers count 1, 2, ... from the
+    input, as the figures number them; any other module takes the number of the last
+    prunable layer before it (0 before the first)."""
+    numbers, k = {}, 0
+    for name, _ in model.named_modules():
+        if name in graph.layers:
+            k += 1
+        numbers[name] = k
+    return numbers
+
+
+def _layers(numbers: dict, names, after: bool = False) -> str:
+    """Plain words for some modules (or their parameters): "layers 1, 3 and 6", or "after
+    layer 2" for modules between prunable layers; at most three, then "...". """
+    ks = sorted({numbers.get(n, numbers.get(n.rpartition(".")[0], 0)) for n in names})
+    shown = ", ".join(map(str, ks[:3])) + (" ..." if len(ks) > 3 else "")
+    word = "layer" if len(ks) == 1 else "layers"
+    return f"after {word} {shown}" if after else f"{word} {shown}"
+
+
 def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, list[str]]:
-    """What in this model and objective breaks each law (by what theory says)."""
+    """What in this model and objective breaks each law (by what theory says), naming
+    layers by number as the figures do (:func:`layer_numbers`)."""
     neuron, network = [], []
+    numbers = layer_numbers(model, graph)
     mods = {n for site in graph.sites for n in site.modules} | set(graph.output_modules)
     ops = {o for site in graph.sites for o in site.ops} | set(graph.output_ops)
     objective = OBJECTIVES.get(sal.objective)
@@ -52,13 +75,15 @@ def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, 
     bad += sorted({o.split("Backward")[0] for o in ops if o.startswith(_NONHOMOGENEOUS_OPS)})
     if bad:
         kinds = sorted({type(graph.modules[n]).__name__ if n in graph.modules else n for n in bad})
-        msg = f"non-homogeneous activation ({', '.join(kinds)} at {', '.join(bad[:3])})"
+        mods_bad = [n for n in bad if n in graph.modules]
+        where = f" {_layers(numbers, mods_bad, after=True)}" if mods_bad else ""
+        msg = f"non-homogeneous activation ({', '.join(kinds)}{where})"
         neuron.append(msg)
         network.append(msg)
     bns = [n for n in sorted(mods) if isinstance(graph.modules[n], BATCHNORM)]
     train_bn = [n for n in bns if graph.modules[n].training and not affine_bn]
     if train_bn:
-        msg = f"BatchNorm in train mode ({', '.join(train_bn[:3])})"
+        msg = f"BatchNorm in train mode ({_layers(numbers, train_bn, after=True)})"
         neuron.append(msg)
         network.append(msg)
     shifted = []
@@ -69,17 +94,17 @@ def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, 
         if m.track_running_stats and m.running_mean is not None and \
                 bool((m.running_mean != 0).any()):
             shifted.append(n)
-            neuron_msg = f"BatchNorm running mean ({n})"
+            neuron_msg = f"BatchNorm running mean ({_layers(numbers, [n], after=True)})"
             if neuron_msg not in neuron:
                 neuron.append(neuron_msg)
         elif m.affine and bool((m.bias != 0).any()):
             shifted.append(n)
     if shifted:
-        network.append(f"BatchNorm shifts ({', '.join(shifted[:3])})")
+        network.append(f"BatchNorm shifts ({_layers(numbers, shifted, after=True)})")
     biased = [lay.bias for lay in graph.layers.values()
               if lay.bias is not None and bool((S[lay.bias] != 0).any())]
     if biased:
-        network.append(f"biases ({', '.join(biased[:3])})")
+        network.append(f"biases ({_layers(numbers, biased)})")
     adds = [o for o in ops if o.startswith("AddBackward") and o.endswith("/1")]
     if adds:
         msg = "a constant added inside the network"
@@ -88,9 +113,8 @@ def _causes(model: nn.Module, graph: LayerGraph, sal: Saliency, S) -> dict[str, 
     lonely = [n for n in graph.layers if not graph.is_cut([n])]
     if lonely:
         verb = "is not a cut by itself" if len(lonely) == 1 else "are not cuts by themselves"
-        network.append(f"residual connection: {', '.join(lonely[:3])}"
-                       f"{' ...' if len(lonely) > 3 else ''} {verb} "
-                       "(see layer_totals(..., by='cut'))")
+        network.append(f"residual connection: {_layers(numbers, lonely)} {verb}: a skip "
+                       "path carries flow around them (see layer_totals(..., by='cut'))")
     return {"neuron": neuron, "network": network}
 
 
@@ -113,7 +137,9 @@ def conservation_report(model: nn.Module, objective="synflow", data=None, *, inp
     - ``"neuron_holds"``, ``"network_holds"``, ``"holds"`` (both) at ``tol``
       (1e-9 in float64, 1e-4 otherwise);
     - ``"cause"``: None when both laws hold, else what breaks them (biases,
-      BatchNorm in train mode, a residual connection, a non-homogeneous activation);
+      BatchNorm in train mode, a residual connection, a non-homogeneous activation),
+      naming layers by number as the figures do: 1 is the first prunable layer;
+    - ``"layers"``: layer number -> module name, to find a named layer in the model;
     - ``"summary"``: lines like "neuron-wise: holds to 3e-12", also the ``str``.
     """
     if tol is None:
@@ -171,5 +197,6 @@ def conservation_report(model: nn.Module, objective="synflow", data=None, *, inp
         neuron=neuron, network=network, cut=cut, input_flow=sal.input_flow,
         objective_value=sal.value, layer_totals=totals, cut_totals=cut_totals,
         neuron_holds=neuron_ok, network_holds=network_ok, holds=neuron_ok and network_ok,
-        cause=cause, tol=tol, summary="\n".join(lines))
+        cause=cause, tol=tol, summary="\n".join(lines),
+        layers={k: n for n, k in layer_numbers(model, graph).items() if n in graph.layers})
 

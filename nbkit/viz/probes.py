@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .panels import Panel, figure
-from .style import layer_colors, new_figure
+from .style import layer_colors, new_figure, readable_log_ticks
 
 __all__ = ["neuron_flow_figure", "layer_size_figure", "layer_totals_figure",
            "conservation_figure", "short_name"]
@@ -43,7 +43,7 @@ def _flow_traces(flows, *, log: bool, showlegend=True):
     signed = any((np.asarray(f["incoming"]) < 0).any() or (np.asarray(f["outgoing"]) < 0).any()
                  for f in flows)
     traces, lo, hi, dropped = [], math.inf, -math.inf, 0
-    for f, color in zip(flows, colors):
+    for k, (f, color) in enumerate(zip(flows, colors), start=1):
         inc = np.asarray(f["incoming"], dtype=float).ravel()
         out = np.asarray(f["outgoing"], dtype=float).ravel()
         if inc.shape != out.shape:
@@ -58,14 +58,15 @@ def _flow_traces(flows, *, log: bool, showlegend=True):
             hi = max(hi, float(x[keep].max()), float(y[keep].max()))
         negative = (inc < 0) | (out < 0)
         traces.append(dict(
-            type="scatter", x=x[keep], y=y[keep], mode="markers", name=short_name(f["layer"]),
+            type="scatter", x=x[keep], y=y[keep], mode="markers", name=f"hidden layer {k}",
             legendgroup=f["layer"], showlegend=showlegend,
             marker=dict(color=color, size=7, opacity=0.85,
                         symbol=np.where(negative[keep], "circle-open", "circle").tolist(),
                         line=dict(width=np.where(negative[keep], 2.0, 0.5).tolist(),
                                   color=np.where(negative[keep], color, "#333").tolist())),
             customdata=np.stack([units[keep], inc[keep], out[keep]], axis=1),
-            hovertemplate=(f"<b>{short_name(f['layer'])}</b> unit %{{customdata[0]:d}}<br>"
+            hovertemplate=(f"<b>hidden layer {k}</b> ({short_name(f['layer'])}) unit "
+                           "%{customdata[0]:d}<br>"
                            "incoming %{customdata[1]:.6g}<br>outgoing %{customdata[2]:.6g}"
                            "<extra></extra>")))
     return traces, lo, hi, dropped, signed
@@ -107,9 +108,9 @@ def neuron_flow_figure(flows, *, title: str | None = None, log: bool = True,
     if note:
         fig.add_annotation(text=note, xref="paper", yref="paper", x=0.99, y=0.01,
                            xanchor="right", yanchor="bottom", showarrow=False,
-                           font=dict(size=11, color="#555"))
+                           font=dict(size=12, color="#555"))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
+    return readable_log_ticks(fig)
 
 
 def _flow_note(dropped, signed):
@@ -173,29 +174,33 @@ def layer_size_figure(points: dict, *, title: str | None = None, height: int = 4
                              avg[keep]], axis=1),
         hovertemplate=("<b>%{customdata[0]}</b><br>%{x:,.0f} weights<br>"
                        "average score %{customdata[1]:.6g}<extra></extra>")))
-    return fig
+    return readable_log_ticks(fig)
 
 
 # -------------------------------------------------------------- network-wise law
 
 def _totals_traces(totals: dict, cut_totals=None, showlegend=True):
     names = list(totals)
-    labels = [short_name(n) for n in names]
+    # layers by number, as every figure numbers them; the module's name in the hover
+    plain = {n: f"layer {k}" for k, n in enumerate(names, start=1)}
+    labels = [plain[n] for n in names]
     values = np.array([float(totals[n]) for n in names])
     traces = [dict(type="scatter", x=labels, y=values, mode="lines+markers",
+                   customdata=[short_name(n) for n in names],
                    name="layer total", showlegend=showlegend,
                    line=dict(color="#9E9E9E", width=1.5),
                    marker=dict(color=layer_colors(len(names)), size=13,
                                line=dict(width=1, color="#333")),
-                   hovertemplate="<b>%{x}</b><br>total saliency %{y:.8g}<extra></extra>")]
+                   hovertemplate="<b>%{x}</b> (%{customdata})<br>total saliency %{y:.8g}"
+                                 "<extra></extra>")]
     if cut_totals and set(cut_totals) != set(names):
         xs, ys, text = [], [], []
         for key, value in cut_totals.items():
             for member in key.split("+"):
                 if member in totals:
-                    xs.append(short_name(member))
+                    xs.append(plain[member])
                     ys.append(float(value))
-                    text.append(" + ".join(short_name(k) for k in key.split("+")))
+                    text.append(" + ".join(plain.get(k, short_name(k)) for k in key.split("+")))
         traces.append(dict(type="scatter", x=xs, y=ys, mode="markers", name="cut total",
                            showlegend=showlegend,
                            marker=dict(symbol="diamond", size=12, color="#111",
@@ -250,7 +255,7 @@ def layer_totals_figure(totals: dict, *, input_flow: float | None = None,
     if line:
         fig.add_hline(**line)
     fig.update_yaxes(range=_totals_range(totals, input_flow, cut_totals))
-    return fig
+    return readable_log_ticks(fig)
 
 
 def conservation_figure(flows, totals: dict, *, input_flow: float | None = None,
@@ -268,7 +273,7 @@ def conservation_figure(flows, totals: dict, *, input_flow: float | None = None,
     note = _flow_note(dropped, signed and log)
     if note:
         units.note(note, 0.99, 0.01, xanchor="right", yanchor="bottom",
-                   font=dict(size=11, color="#555"))
+                   font=dict(size=12, color="#555"))
     for t in _totals_traces(totals, cut_totals):
         layers.add(**t)
     line = _input_flow_line(input_flow)
