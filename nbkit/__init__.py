@@ -47,10 +47,17 @@ FULL_ON_CPU = (
     "NBKIT_MODE): it draws the shipped full-scale results beside its live runs.")
 
 
+CONFIRM_ENV = "NBKIT_FULL_ON_CPU"  # "yes": run full mode on a CPU without asking
+
+
 def mode(default: str = "quick") -> str:
     """The run mode, "quick" or "full": ``NBKIT_MODE`` when set, else ``default``.
+
     Full mode on a machine without a GPU warns (:data:`FULL_ON_CPU`) with what it will
-    cost."""
+    cost, then asks before anything starts: in a notebook a text box takes the answer,
+    in a terminal the prompt does. "y" keeps full mode; anything else switches to quick
+    mode. Where nobody can answer (a batch run), it stops with an error unless
+    ``NBKIT_FULL_ON_CPU=yes`` says to go on."""
     value = os.environ.get("NBKIT_MODE", default).strip().lower()
     if value not in ("quick", "full"):
         raise ValueError(f"NBKIT_MODE must be 'quick' or 'full', got {value!r}")
@@ -61,4 +68,35 @@ def mode(default: str = "quick") -> str:
             import warnings
 
             warnings.warn(FULL_ON_CPU, UserWarning, stacklevel=2)
+            return _confirm_full_on_cpu()
     return value
+
+
+def _confirm_full_on_cpu() -> str:
+    """Ask whether to run full mode on this CPU: "full" or "quick"."""
+    import sys
+
+    if os.environ.get(CONFIRM_ENV, "").strip().lower() in ("1", "yes", "y", "true"):
+        return "full"
+    question = "Run the papers' settings on this CPU anyway (hours)? [y/N] "
+    try:
+        from IPython import get_ipython
+
+        in_kernel = getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:
+        in_kernel = False
+    try:
+        if not in_kernel and not (sys.stdin and sys.stdin.isatty()):
+            raise EOFError
+        answer = input(question)
+    except (EOFError, OSError, RuntimeError, NotImplementedError) as e:
+        # (a kernel that takes no input raises IPython's StdinNotImplementedError, a
+        # RuntimeError; a batch run has no terminal)
+        raise RuntimeError(
+            "full mode on a CPU needs a yes, and nobody can answer here: set "
+            f"{CONFIRM_ENV}=yes to run it anyway, or unset NBKIT_MODE for quick mode") from e
+    if answer.strip().lower() in ("y", "yes"):
+        return "full"
+    print("Staying in quick mode (set NBKIT_MODE=full on a machine with a GPU for the "
+          "papers' settings).")
+    return "quick"

@@ -35,6 +35,7 @@ def test_entry_points_reject_a_bad_device():
 
 def test_mode_reads_the_environment(monkeypatch):
     monkeypatch.setenv("NBKIT_MODE", "full")
+    monkeypatch.setenv("NBKIT_FULL_ON_CPU", "yes")  # no question on a machine without a GPU
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert nbkit.mode() == "full"
@@ -58,6 +59,7 @@ def test_cpu_threads_sets_and_restores_the_thread_count():
 def test_full_mode_on_a_cpu_warns_with_an_estimate(monkeypatch):
     """What notebook 00 shows when NBKIT_MODE=full and there is no GPU."""
     monkeypatch.setenv("NBKIT_MODE", "full")
+    monkeypatch.setenv("NBKIT_FULL_ON_CPU", "yes")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="no GPU") as caught:
         assert nbkit.mode("quick") == "full"
@@ -68,3 +70,33 @@ def test_full_mode_on_a_cpu_warns_with_an_estimate(monkeypatch):
         warnings.simplefilter("error")
         assert nbkit.mode() == "quick"  # quick mode never warns
 
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("y", "full"), ("yes", "full"), ("", "quick"),
+                                                  ("n", "quick")])
+def test_full_mode_on_a_cpu_asks_before_it_starts(monkeypatch, capsys, answer, expected):
+    monkeypatch.setenv("NBKIT_MODE", "full")
+    monkeypatch.delenv("NBKIT_FULL_ON_CPU", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda q: asked.append(q) or answer)
+    with pytest.warns(UserWarning, match="no GPU"):
+        assert nbkit.mode() == expected
+    assert asked and "[y/N]" in asked[0]
+    if expected == "quick":
+        assert "Staying in quick mode" in capsys.readouterr().out
+
+
+def test_full_mode_on_a_cpu_with_nobody_to_answer_stops_with_what_to_do(monkeypatch):
+    monkeypatch.setenv("NBKIT_MODE", "full")
+    monkeypatch.delenv("NBKIT_FULL_ON_CPU", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def no_stdin(_question):
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_stdin)
+    with pytest.warns(UserWarning, match="no GPU"), \
+            pytest.raises(RuntimeError, match="NBKIT_FULL_ON_CPU=yes"):
+        nbkit.mode()
