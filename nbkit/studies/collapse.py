@@ -25,7 +25,8 @@ from .common import StudySettings, cached, dataset, for_mode
 
 __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "PRUNERS", "build_model",
            "describe_model", "log10_rho_grid", "prune_point", "pruning_batches",
-           "iter_sweep", "sweep", "sweep_steps", "published_fig1", "full_runs", "full_runs_table"]
+           "iter_sweep", "sweep", "sweep_steps", "published_fig1", "full_runs", "full_runs_table",
+           "disconnected_example"]
 
 PRUNERS = tuple(pruning.methods())  # in registry order: random, magnitude, snip, grasp, synflow
 
@@ -315,3 +316,33 @@ def full_runs_table(run: dict) -> str:
     if summary.get("maximal_log10_rho") is not None:
         lines.append(f"{'rho_max':<10} {summary['maximal_log10_rho']:>18.2f}")
     return "\n".join(lines)
+
+
+def disconnected_example() -> dict:
+    """A real pruned network that is disconnected although every layer keeps weights.
+
+    An MLP of 4 inputs, two hidden layers of 4 units and 3 outputs, masked so that layer
+    1 feeds only hidden unit 1, while layer 2 reads only hidden units 2 and 3: each layer
+    keeps 3 or 4 weights, and no path runs from input to output. nbkit's own metrics
+    measure it: ``{"masks", "effective"}`` (per layer, for
+    :func:`nbkit.viz.diagrams.network_diagram`), ``"densities"``, ``"disconnected"``."""
+    import torch
+
+    model = models.build("mlp", input_shape=(1, 2, 2), depth=3, width=4, num_classes=3,
+                         bias=False, batchnorm=False)
+    plan = {"layers.0.weight": [(0, 0), (0, 1), (0, 2), (0, 3)],  # all into hidden unit 1
+            "layers.2.weight": [(0, 1), (1, 2), (1, 1), (0, 2)],  # from hidden units 2, 3
+            "fc.weight": [(0, 0), (1, 1), (2, 0)]}
+    masks = {}
+    for name, p in model.named_parameters():
+        m = torch.zeros_like(p)
+        for j, i in plan[name]:
+            m[j, i] = 1.0
+        masks[name] = m
+    pruning.apply_masks(model, masks)
+    effective = pruning.effective_masks(model)
+    density = pruning.layer_density(model)
+    return {"masks": [masks[n].numpy() for n in plan],
+            "effective": [effective[n].float().numpy() for n in plan],
+            "densities": [density[n] for n in plan],
+            "disconnected": pruning.disconnected(model)}

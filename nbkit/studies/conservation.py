@@ -19,7 +19,7 @@ from .common import StudySettings, cached, dataset, for_mode
 
 __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "ResidualBlock", "demo_model",
            "probe_batch", "conservation", "breaking_cases", "precompute", "fig4",
-           "CONTROL_OPTIONS", "FIG4_MODELS", "OBJECTIVES"]
+           "CONTROL_OPTIONS", "FIG4_MODELS", "OBJECTIVES", "one_unit"]
 
 OBJECTIVES = tuple(probes.OBJECTIVES)  # synflow, loss, magnitude
 DEMO = {"conv": dict(depth=4, width=16), "mlp": dict(depth=3, width=32)}
@@ -210,3 +210,20 @@ def _fig4(model, objective, seed, samples) -> dict:
     saliency = probes.saliency(net, objective, data=_data_for(objective, samples),
                                dtype=torch.float32)
     return {"points": probes.fig4_points(net, saliency), "model": model, "objective": objective}
+
+
+def one_unit(objective: str = "synflow", *, arch: str = "mlp", seed: int = 0) -> dict:
+    """The synaptic saliency of every weight into and out of one hidden unit of the demo
+    MLP (the first hidden layer's unit with the largest incoming total):
+    ``{"incoming", "outgoing", "unit"}`` for :func:`nbkit.viz.diagrams.neuron_diagram`."""
+    if arch != "mlp":
+        raise ValueError("one_unit reads one unit's weights from an MLP's rows and columns; "
+                         f"use arch='mlp', not {arch!r}")
+    model = demo_model("mlp", seed=seed)
+    data = probe_batch() if probes.OBJECTIVES[objective].needs_data else None
+    S = probes.saliency(model, objective, data)
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    w_in, w_out = S[f"{linears[0]}.weight"], S[f"{linears[1]}.weight"]
+    unit = int(w_in.sum(dim=1).abs().argmax())
+    return {"incoming": w_in[unit].numpy(), "outgoing": w_out[:, unit].numpy(),
+            "unit": f"hidden layer 1, unit {unit + 1}"}
