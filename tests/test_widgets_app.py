@@ -86,3 +86,57 @@ def test_a_saved_notebook_keeps_apps_with_their_final_title_and_drops_dead_progr
     outputs = nb.cells[0].outputs
     assert [o.get("data", {}).get("text/plain", o.get("text")) for o in outputs] == [
         final, "done\n"]
+
+
+def test_a_figure_no_browser_drew_is_drawn_again_as_a_fresh_widget():
+    """A FigureWidget whose browser model failed to start stays blank; the app notices
+    that no view reported drawing it and puts a fresh widget with the same figure in its
+    place, a bounded number of times. A figure a view has drawn is left alone."""
+    from nbkit.widgets import app as A
+
+    app = A.App({}, compute=lambda: 2, build=lambda r: go.Figure(
+        go.Scatter(x=[1, 2], y=[r, r]), layout_title_text="two"))
+    box = app.widget
+    assert not app.check_view(), "an app never displayed is not checked"
+    app._repr_mimebundle_()  # displayed
+    old = app.figure
+    assert app.check_view() and app.figure is not old and app.redraws == 1
+    assert app.figure in box.children and old not in box.children
+    assert app.figure.layout.title.text == "two" and list(app.figure.data[0].y) == [2, 2]
+    app.update()  # later results go to the new widget
+    assert app.figure.data[0].y == (2, 2) and app.figure in box.children
+    assert app.check_view() and app.redraws == A.VIEW_RETRIES
+    assert not app.check_view(), "bounded: no endless redraws"
+
+    drawn = A.App({}, compute=lambda: 1, build=lambda r: go.Figure(layout_title_text="x"))
+    drawn._repr_mimebundle_()
+    # what plotly's browser view sends once it has drawn the figure
+    drawn.figure._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": 0}
+    assert drawn.figure_drawn and not drawn.check_view()
+
+
+def test_the_view_check_runs_on_the_kernels_loop_after_the_first_result(monkeypatch):
+    from nbkit.widgets import app as A
+
+    class Loop:
+        def __init__(self):
+            self.calls = []
+
+        def call_later(self, delay, fn):
+            self.calls.append((delay, fn))
+
+    loop = Loop()
+    shell = type("Shell", (), {"events": _Events(),
+                               "kernel": type("K", (), {"io_loop": loop})()})()
+    monkeypatch.setattr(A, "_shell", lambda: shell)
+    monkeypatch.delenv("NBKIT_STATIC", raising=False)
+    app = A.App({}, compute=lambda: 1, build=lambda r: go.Figure(layout_title_text="t"))
+    app._repr_mimebundle_()
+    shell.events.callbacks[0](None)
+    (delay, confirm), = loop.calls
+    assert delay == A.VIEW_CHECK_S
+    old = app.figure
+    confirm()  # not drawn yet: look once more a moment later, then draw again
+    (_, redraw) = loop.calls[-1]
+    redraw()
+    assert app.figure is not old and app.redraws == 1

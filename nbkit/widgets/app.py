@@ -15,6 +15,14 @@ import plotly.graph_objects as go
 
 __all__ = ["App"]
 
+MULTI_HINT = "(Ctrl-click)"
+# A figure shown in a browser reports once it has drawn (plotly's view sends its layout
+# back). One that has not reported this long after its app was displayed and computed
+# is drawn again as a fresh widget, at most VIEW_RETRIES times (a FigureWidget whose
+# model failed to start in the browser otherwise stays a blank plot for good).
+VIEW_CHECK_S = 20.0
+VIEW_RETRIES = 2
+
 
 class App:
     """Controls -> ``compute(**values)`` -> ``build(result)`` -> a live FigureWidget.
@@ -48,12 +56,25 @@ class App:
             style = getattr(control, "style", None)
             if hasattr(style, "description_width") and not style.description_width:
                 style.description_width = "initial"
+            if isinstance(control, W.SelectMultiple) and MULTI_HINT not in control.description:
+                # a list that takes several choices says how (rows scrolled out of view
+                # stay chosen; the figure's legend names them)
+                control.description = f"{control.description} {MULTI_HINT}".strip()
+                control.tooltip = ("Ctrl-click (⌘-click on a Mac) adds or removes a row; "
+                                   "Shift-click chooses a range")
+                if control.layout.width is None:  # room for the label and the list
+                    control.layout.width = f"{7 * len(control.description) + 180}px"
         self.compute, self.build, self.describe = compute, build, describe
         self.figure = go.FigureWidget()
+        self.figure_drawn = False  # a browser view of the figure has reported that it drew
+        self.redraws = 0
+        self._displayed = False
+        self._watch(self.figure)
         self.output = W.Output(layout=W.Layout(min_height="0px"))
         self.caption = W.HTML()
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                        layout=W.Layout(width="100%", visibility="hidden"))
+                                        layout=W.Layout(flex="1 1 160px", max_width="400px",
+                                                        visibility="hidden"))
         self.result = None
         self.error: Exception | None = None
         self.last_update_s = 0.0
@@ -83,8 +104,50 @@ class App:
         def start(*_):
             shell.events.unregister("post_run_cell", start)
             self.update()
+            self._check_view_later(getattr(getattr(shell, "kernel", None), "io_loop", None))
 
         shell.events.register("post_run_cell", start)
+
+    # -------------------------------------------------------------- blank figures
+    def _watch(self, figure):
+        figure.observe(self._on_view_report, names=["_js2py_layoutDelta", "_js2py_traceDeltas"])
+
+    def _on_view_report(self, change):
+        if change["new"]:
+            self.figure_drawn = True
+
+    def check_view(self) -> bool:
+        """Draw the figure again if it was displayed but no browser view has reported
+        drawing it: a fresh FigureWidget with the same traces and layout takes its place
+        in the app (at most :data:`VIEW_RETRIES` times). Returns whether it did."""
+        if self.figure_drawn or not self._displayed or self.redraws >= VIEW_RETRIES:
+            return False
+        old = self.figure
+        self.figure = go.FigureWidget(data=old.data, layout=old.layout)
+        self._watch(self.figure)
+        if self._box is not None:
+            self._box.children = tuple(self.figure if c is old else c
+                                       for c in self._box.children)
+        old.close()
+        self.redraws += 1
+        return True
+
+    def _check_view_later(self, loop):
+        """Run :meth:`check_view` on the kernel's event loop after :data:`VIEW_CHECK_S`,
+        twice in a row before drawing again (a busy kernel may not yet have read the
+        browser's report), and again after each redraw."""
+        if loop is None:
+            return
+
+        def confirm():
+            if not self.figure_drawn:
+                loop.call_later(3.0, redraw)
+
+        def redraw():
+            if self.check_view():
+                loop.call_later(VIEW_CHECK_S, confirm)
+
+        loop.call_later(VIEW_CHECK_S, confirm)
 
     def _placeholder(self):
         """An empty figure that says it is being computed, instead of empty axes."""
@@ -158,11 +221,14 @@ class App:
 
     @property
     def widget(self) -> W.Widget:
-        """The app's layout: rows of controls, progress bar, figure, caption, output area."""
+        """The app's layout: rows of controls (the progress bar at the end of the last),
+        figure, caption, output area; compact, so that it fits a 1280×800 projector."""
         if self._box is None:
             controls = list(self.controls.values()) + ([self.button] if self.button else [])
-            rows = [W.HBox(controls[i:i + 3]) for i in range(0, len(controls), 3)]
-            self._box = W.VBox([*rows, self.progress, self.figure, self.caption, self.output])
+            rows = [controls[i:i + 3] for i in range(0, len(controls), 3)] or [[]]
+            rows[-1] = rows[-1] + [self.progress]
+            rows = [W.HBox(row, layout=W.Layout(align_items="center")) for row in rows]
+            self._box = W.VBox([*rows, self.figure, self.caption, self.output])
             self._box.add_class("nbkit-app")
         return self._box
 
@@ -184,6 +250,7 @@ class App:
                     + (f"<pre>{html.escape(self.messages)}</pre>" if self.messages else ""))
             return {"text/html": pio.to_html(fig, include_plotlyjs=False, full_html=False)
                     + text, "text/plain": f"<nbkit App: {self.figure.layout.title.text}>"}
+        self._displayed = True
         bundle = self.widget._repr_mimebundle_(**kwargs)
         # Where the widget cannot be drawn (a notebook opened without running it, GitHub,
         # nbviewer) the viewer falls back to text: a line about the app, not the repr of
