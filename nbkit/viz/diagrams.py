@@ -198,6 +198,14 @@ def feedback_diagram(rule: str = "feedback_alignment", *, height: int = 380,
                                (0.11, 0.24, "δx = D e" if direct else "δx = B δy", "right")):
         fig.add_annotation(x=x, y=y, text=text, showarrow=False, xanchor=anchor,
                            font=dict(size=16))
+    ends = {"x": (0.12, 0.76), "y = W x": (0.88, 0.76),
+            ("e" if direct else "δy"): (0.88, 0.24), ("δx = D e" if direct else "δx = B δy"):
+            (0.12, 0.24)}
+    fig.add_trace(go.Scatter(x=[p[0] for p in ends.values()], y=[p[1] for p in ends.values()],
+                             mode="markers", text=list(ends),
+                             hovertemplate="%{text}<extra></extra>",
+                             marker=dict(size=9, color=["#1F4E79", "#1F4E79", "#B00020",
+                                                        "#B00020"])))
     fig.add_annotation(x=0.5, y=0.97, text="forward", showarrow=False,
                        font=dict(size=13, color="#1F4E79"))
     fig.add_annotation(x=0.5, y=0.03, text="backward: the error each layer sends down",

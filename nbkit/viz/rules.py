@@ -113,7 +113,7 @@ def _finite(values) -> list:
 # ----------------------------------------------------------------- notebook 05 ---
 
 def training_curves(runs, *, title: str = "Training with each learning rule",
-                    note: str | None = None, height: int = 490) -> go.Figure:
+                    note: str | None = None, height: int = 480) -> go.Figure:
     """2×2 panels over SGD steps: training loss, test accuracy, the weight alignment angle
     per layer (W against Bᵀ) and the δ angle per layer (the error each layer sends back,
     against backprop's).

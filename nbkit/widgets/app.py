@@ -210,8 +210,8 @@ class App:
                 # (it falls back to 700 px, which crowds two-panel figures), so every
                 # app draws at a legible fixed width unless its builder chose one.
                 self.figure.layout.width = self.width
-        if self.describe is not None:
-            self.caption.value = self.describe(result)
+        if self.describe is not None:  # compact lines: the app must fit a projector
+            self.caption.value = f"<div style='line-height:1.4'>{self.describe(result)}</div>"
 
     # -------------------------------------------------------------------- display
     @property
