@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as _data
+from . import layers
 from .device import get as get_device
 
 __all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "Optimizers",
@@ -244,7 +245,7 @@ def evaluate(model: nn.Module, data, split="test", *, batch_size=1000, device=No
             if max_batches is not None and i >= max_batches:
                 break
             with ctx:
-                out = model(x)
+                out = layers.logits(model(x), "evaluation")
             loss += F.cross_entropy(out.float(), y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             n += len(y)
@@ -416,7 +417,7 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * scale
                 with ctx:
-                    out = step_model(x)
+                    out = layers.logits(step_model(x), "fit")
                     loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
                 if eager_check and not torch.isfinite(loss.detach()):
                     what = "NaN" if math.isnan(loss.item()) else "infinite"

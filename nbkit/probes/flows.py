@@ -11,12 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import layers as _layers
 from .graph import _CHANNELWISE_OPS, BATCHNORM, CHANNELWISE, PRUNABLE, LayerGraph, Site, trace
 
 __all__ = ["layer_sizes", "layer_totals", "fig4_points", "neuron_flows", "flow_ratio"]
 
 
 def _prunable(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    _layers.refuse(model, "probes", what="the conservation probes cannot measure this model")
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
         raise ValueError("the model has no prunable layer (nn.Linear or nn.Conv2d)")
@@ -115,6 +117,13 @@ def fig4_points(model: nn.Module, S: dict, *, device=None) -> dict:
 
 def _check_site(graph: LayerGraph, site: Site) -> None:
     where = f"between {'+'.join(site.producers)!r} and {', '.join(site.consumers)!r}"
+    joined = [op for op in site.ops if op.startswith("CatBackward")]
+    if joined:
+        raise _layers.UnsupportedLayerError(
+            f"neuron flows cannot follow a concatenation (torch.cat) {where}: it stacks the "
+            "channels of several layers (as DenseNet's blocks and SqueezeNet's fire modules "
+            "do), so a hidden channel has no single layer on each side; the saliency itself "
+            "(nbkit.probes.saliency) is still defined")
     for name in site.modules:
         m = graph.modules[name]
         if not isinstance(m, CHANNELWISE):

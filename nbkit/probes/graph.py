@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .. import layers as _layers
 from ..pruning.masks import kept_pruned_attributes
 
 __all__ = ["PRUNABLE", "Layer", "Site", "LayerGraph", "trace", "canonical_name"]
@@ -196,6 +197,7 @@ def _tensors(obj):
 def trace(model: nn.Module, input_shape) -> LayerGraph:
     """Trace ``model`` on one all-ones input of ``input_shape`` (without the batch
     dimension) and return its :class:`LayerGraph`."""
+    _layers.refuse(model, "probes", what="the conservation probes cannot trace this model")
     named = dict(model.named_modules())
     prunable = {n for n, m in named.items() if isinstance(m, PRUNABLE)}
     if not prunable:

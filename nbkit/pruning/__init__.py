@@ -18,12 +18,14 @@ data for SNIP and GraSP).
 from .functional import (
     absolute_values,
     eval_mode,
+    linearized,
     ones_input,
     resolve_input_shape,
     substitute,
     synflow_objective,
 )
 from .masks import (
+    aliases,
     apply_masks,
     is_pruned,
     kept_pruned_attributes,
@@ -50,7 +52,7 @@ __all__ = [
     "prune", "score", "methods", "needs_data", "iterations_for", "SCHEDULES", "SCOPES",
     "schedule_counts",
     "masks", "apply_masks", "remove", "load_state_dict", "is_pruned", "prunable_parameters",
-    "locate", "pruned_attributes", "kept_pruned_attributes",
+    "locate", "pruned_attributes", "kept_pruned_attributes", "aliases", "linearized",
     "layer_density", "collapsed", "effective_masks", "effective_density", "disconnected",
     "critical_compression",
     "synflow_objective", "absolute_values", "resolve_input_shape", "ones_input", "eval_mode",

@@ -13,10 +13,18 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
-from .masks import hook_disabled, is_pruned, kept_pruned_attributes, locate
+from .masks import aliases, hook_disabled, is_pruned, kept_pruned_attributes, locate
 
 __all__ = ["substitute", "eval_mode", "absolute_values", "resolve_input_shape",
-           "synflow_objective", "ones_input"]
+           "synflow_objective", "ones_input", "linearized", "ACTIVATIONS", "SATURATING"]
+
+# Elementwise activation modules (torch.nn's own; subclasses count). Saturating ones have
+# a zero slope beyond a bound, which stops SynFlow's all-ones flow cold.
+SATURATING = (nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Sigmoid, nn.Tanh,
+              nn.Softsign, nn.Tanhshrink, nn.LogSigmoid)
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+               nn.SiLU, nn.Mish, nn.Softplus, nn.Threshold, nn.Hardshrink, nn.Softshrink,
+               *SATURATING)
 
 
 @contextmanager
@@ -31,6 +39,12 @@ def substitute(model: nn.Module, tensors: Mapping[str, torch.Tensor]):
     """
     undo = []
     modules = dict(model.named_modules())
+    tied = aliases(model)
+    if tied:  # a tied weight: every module that holds the tensor uses the stand-in
+        tensors = dict(tensors)
+        for name in list(tensors):
+            for other in tied.get(name, []):
+                tensors.setdefault(other, tensors[name])
     with ExitStack() as stack:
         # pruning hooks set plain attributes as a side effect of forward: keep them
         stack.enter_context(kept_pruned_attributes(model))
@@ -174,3 +188,25 @@ def synflow_objective(model: nn.Module, input_shape=None, dtype=None) -> torch.T
         raise ValueError(f"SynFlow needs a model that returns a tensor, got {type(out).__name__}")
     return out.sum()
 
+
+
+@contextmanager
+def linearized(model: nn.Module):
+    """Run ``model`` with every elementwise activation module (:data:`ACTIVATIONS`) as the
+    identity: the linearised network, whose SynFlow objective R = 1ᵀ(∏ₗ|θ⁽ˡ⁾|)1 is what
+    the SynFlow theory scores. A ReLU network gives the same scores either way (every
+    pre-activation of the all-ones input through |θ| is positive); a network with
+    saturating activations (ReLU6, Hardtanh, sigmoid) gives scores again instead of
+    zeros. Activations applied as functions inside a forward are left as they are."""
+    swapped = [m for m in model.modules() if isinstance(m, ACTIVATIONS)]
+    for m in swapped:
+        m.forward = _identity
+    try:
+        yield model
+    finally:
+        for m in swapped:
+            m.__dict__.pop("forward", None)
+
+
+def _identity(x, *args, **kwargs):
+    return x

@@ -29,11 +29,14 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
+
+from .. import layers as _layers
 
 __all__ = ["prunable_parameters", "masks", "apply_masks", "remove", "load_state_dict",
            "is_pruned", "locate", "pruned_attributes", "kept_pruned_attributes",
-           "hook_disabled"]
+           "hook_disabled", "aliases"]
 
 _PRUNABLE_OPTIONS = ("bias", "batchnorm", "final")
 
@@ -133,29 +136,32 @@ def _detach_hooks(module: nn.Module, attr: str):
             if isinstance(h, DetachAfterForward) and h.attr == attr]
 
 
-def _final_module(model: nn.Module):
-    last = None
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            last = module
-    return last
-
-
 def _default_candidates(model: nn.Module, bias: bool, batchnorm: bool, final: bool):
-    final_module = None if final else _final_module(model)
+    """Every weight of every layer kind pruning supports (:mod:`nbkit.layers`), in model
+    order; a tensor shared by several modules once, under its first name."""
+    _layers.refuse(model, "pruning", what="cannot prune this model as it is")
+    found = {id(m): kind for _, m, kind in _layers.weight_layers(model)}
+    final_module = None
+    if not final:
+        final_module = next((m for _, m, _ in reversed(_layers.weight_layers(model))), None)
+    seen = set()
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        kind = found.get(id(module))
+        if kind is not None:
             if module is final_module:
                 continue
-            attrs = ("weight", "bias") if bias else ("weight",)
+            attrs = kind.weights(module)
+            if bias and isinstance(getattr(module, "bias", None), torch.Tensor):
+                attrs = (*attrs, "bias")
         elif batchnorm and isinstance(module, nn.modules.batchnorm._BatchNorm):
             attrs = ("weight", "bias")
         else:
             continue
         for attr in attrs:
             param = _parameter(module, attr)
-            if param is not None:
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
                 yield prefix + attr, param
 
 
@@ -174,9 +180,14 @@ def prunable_parameters(model: nn.Module, prunable=None) -> OrderedDict[str, nn.
 
     Args:
         prunable: what to prune.
-            - ``None``: every Linear and Conv2d weight, the final layer included (the
-              paper's default). Subclasses count too, so a layer converted by
-              ``nbkit.rules`` contributes its ``weight`` and nothing else.
+            - ``None``: every weight of every layer kind that pruning supports
+              (:data:`nbkit.layers.KINDS`: Linear, Conv1d/2d/3d, ConvTranspose,
+              Bilinear, Embedding and multi-head attention's projections), the final
+              layer included (the paper's default). Subclasses count too, so a layer
+              converted by ``nbkit.rules`` contributes its ``weight`` and nothing else.
+              A layer it cannot prune (recurrent weights, a weight computed by
+              ``weight_norm``) is an error naming it; a tensor shared by several modules
+              (tied weights) is one entry with one mask.
             - a dict of options: ``bias=True`` adds Linear/Conv2d biases,
               ``batchnorm=True`` adds BatchNorm weights and biases, ``final=False``
               leaves the final Linear/Conv2d layer (last in ``model.modules()``) dense.
@@ -199,6 +210,16 @@ def prunable_parameters(model: nn.Module, prunable=None) -> OrderedDict[str, nn.
     for name in prunable:
         module, attr = locate(model, name)
         param = _parameter(module, attr)
+        kind = _layers.kind_of(module)
+        if kind is not None and kind.pruning is not None and attr in kind.weights(module):
+            raise _layers.UnsupportedLayerError(
+                f"cannot prune {name!r} ({type(module).__name__}): {kind.pruning}")
+        if param is None and (parametrize.is_parametrized(module, attr)
+                              or hasattr(module, f"{attr}_g")):
+            raise _layers.UnsupportedLayerError(
+                f"cannot prune {name!r}: it is computed by a parametrization (weight_norm, "
+                "spectral_norm); remove it first (torch.nn.utils.parametrize."
+                "remove_parametrizations)")
         if param is None:
             valid = [n for n, _ in _public_named_parameters(model)]
             raise ValueError(f"{name!r} is not a parameter of the model; valid names include "
@@ -222,12 +243,90 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
     Keys are the names of the unpruned model; an unpruned model gives ``{}``.
     """
-    out = {}
+    out, seen = {}, set()
     for mod_name, module, attr in pruned_attributes(model):
         if is_pruned(module, attr):
+            buf = module._buffers[f"{attr}_mask"]
+            if id(buf) in seen:  # a tied weight: one mask, under its first name
+                continue
+            seen.add(id(buf))
             prefix = f"{mod_name}." if mod_name else ""
-            out[prefix + attr] = module._buffers[f"{attr}_mask"].detach() != 0
+            out[prefix + attr] = buf.detach() != 0
     return out
+
+
+def aliases(model: nn.Module) -> dict[str, list[str]]:
+    """``{name: [other names of the same tensor]}`` for tied weights (one Parameter held
+    by several modules), by the names of the unpruned model; others are left out."""
+    groups: dict[int, list[str]] = {}
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        for key, p in module._parameters.items():
+            if p is None:
+                continue
+            attr = key[:-5] if key.endswith("_orig") and is_pruned(module, key[:-5]) else key
+            groups.setdefault(id(p), []).append(prefix + attr)
+    return {n: [o for o in names if o != n] for names in groups.values() if len(names) > 1
+            for n in names}
+
+
+class RefreshMasked:
+    """Forward pre-hook on a module that reads other modules' masked weights directly:
+    multi-head attention reads its ``out_proj.weight`` without calling ``out_proj``, and
+    a transformer layer's inference fast path reads attention's weights without calling
+    it. Before the reader runs, each ``weight = weight_orig * weight_mask`` is recomputed
+    (unless its hook is switched off, as while scoring), so masks hold, gradients reach
+    ``weight_orig`` and a loaded checkpoint is used at once."""
+
+    def __init__(self):
+        self.targets: list[tuple[nn.Module, str]] = []
+
+    def __call__(self, module, inputs):
+        for target, attr in self.targets:
+            _, hook = _pruning_hook(target, attr)
+            if hook is not None:
+                setattr(target, attr, hook.apply_mask(target))
+
+
+class DetachMasked:
+    """Forward hook, the pair of :class:`RefreshMasked`: detach what it set once the
+    reader is done (as :class:`DetachAfterForward` does for a module's own weight)."""
+
+    def __init__(self, refresh: RefreshMasked):
+        self.refresh = refresh
+
+    def __call__(self, module, inputs, output):
+        for target, attr in self.refresh.targets:
+            value = target.__dict__.get(attr)
+            if torch.is_tensor(value) and f"{attr}_orig" in target._parameters:
+                target.__dict__[attr] = value.detach()
+
+
+def _refresh_on(reader: nn.Module, target: nn.Module, attr: str) -> None:
+    refresh = next((h for h in reader._forward_pre_hooks.values()
+                    if isinstance(h, RefreshMasked)), None)
+    if refresh is None:
+        refresh = RefreshMasked()
+        reader.register_forward_pre_hook(refresh, prepend=True)
+        reader.register_forward_hook(DetachMasked(refresh))
+    if not any(t is target and a == attr for t, a in refresh.targets):
+        refresh.targets.append((target, attr))
+
+
+def _readers(model: nn.Module, module: nn.Module, attr: str) -> list[nn.Module]:
+    """The modules that read ``module.<attr>`` without calling ``module``: the attention
+    module around an out_proj, and the model itself for attention's weights (a
+    transformer layer's fast path reads them directly)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    name = names.get(id(module))
+    parents = _layers.read_by_parent(model)
+    out = []
+    if name in parents:
+        out.append(model.get_submodule(parents[name]))
+    if (name in parents or isinstance(module, nn.MultiheadAttention)) and module is not model:
+        out.append(model)
+    return out
+
 
 
 @torch.no_grad()
@@ -239,6 +338,7 @@ def apply_masks(model: nn.Module, new_masks: Mapping[str, torch.Tensor]) -> nn.M
     pruned ones have their mask ANDed. Masked entries of ``<attr>_orig`` are set to 0.
     """
     resolved = []
+    tied = aliases(model)
     for name, mask in new_masks.items():  # validate everything first
         module, attr = locate(model, name)
         param = _parameter(module, attr)
@@ -248,21 +348,36 @@ def apply_masks(model: nn.Module, new_masks: Mapping[str, torch.Tensor]) -> nn.M
         if tuple(mask.shape) != tuple(param.shape):
             raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, "
                              f"the parameter has {tuple(param.shape)}")
-        resolved.append((module, attr, mask.to(device=param.device, dtype=torch.bool)))
-    for module, attr, mask in resolved:
-        if is_pruned(module, attr):
-            buf = module._buffers[f"{attr}_mask"]
-            buf.mul_(mask.to(buf.dtype))
-            _, hook = _pruning_hook(module, attr)
-        else:
-            torch_prune.custom_from_mask(module, attr, mask)
-            _, hook = _pruning_hook(module, attr)
-            hook.mask = None  # only read when first applied; do not keep a second copy
-        if not _detach_hooks(module, attr):
-            module.register_forward_hook(DetachAfterForward(attr))
-        orig = module._parameters[f"{attr}_orig"]
-        orig.mul_(module._buffers[f"{attr}_mask"].to(orig.dtype))
-        setattr(module, attr, hook.apply_mask(module))
+        mask = mask.to(device=param.device, dtype=torch.bool)
+        # a tied weight: every module holding the tensor gets the same mask buffer
+        holders = [(module, attr)] + [locate(model, other) for other in tied.get(name, [])]
+        resolved.append((holders, mask))
+    for holders, mask in resolved:
+        shared_buf = None
+        for module, attr in holders:
+            if is_pruned(module, attr):
+                buf = module._buffers[f"{attr}_mask"]
+                if shared_buf is None:
+                    buf.mul_(mask.to(buf.dtype))
+                    shared_buf = buf
+                else:
+                    module._buffers[f"{attr}_mask"] = shared_buf
+                _, hook = _pruning_hook(module, attr)
+            else:
+                torch_prune.custom_from_mask(module, attr, mask)
+                _, hook = _pruning_hook(module, attr)
+                hook.mask = None  # only read when first applied; do not keep a second copy
+                if shared_buf is None:
+                    shared_buf = module._buffers[f"{attr}_mask"]
+                else:
+                    module._buffers[f"{attr}_mask"] = shared_buf
+            if not _detach_hooks(module, attr):
+                module.register_forward_hook(DetachAfterForward(attr))
+            for reader in _readers(model, module, attr):
+                _refresh_on(reader, module, attr)
+            orig = module._parameters[f"{attr}_orig"]
+            orig.mul_(module._buffers[f"{attr}_mask"].to(orig.dtype))
+            setattr(module, attr, hook.apply_mask(module))
     return model
 
 
@@ -274,6 +389,11 @@ def remove(model: nn.Module) -> nn.Module:
         torch_prune.remove(module, attr)
         for key in _detach_hooks(module, attr):
             del module._forward_hooks[key]
+    for module in model.modules():
+        for hooks in (module._forward_pre_hooks, module._forward_hooks):
+            for key in [k for k, h in hooks.items()
+                        if isinstance(h, (RefreshMasked, DetachMasked))]:
+                del hooks[key]
     return model
 
 

@@ -21,10 +21,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .. import layers as _layers
 from ..device import get as get_device
 from . import scores as _scores
 from .batches import collect_batches
-from .functional import _float_dtype, eval_mode, resolve_input_shape
+from .functional import SATURATING, _float_dtype, eval_mode, resolve_input_shape
 from .masks import apply_masks, kept_pruned_attributes, masks, prunable_parameters
 from .select import LiveSet, select
 
@@ -74,6 +75,10 @@ def schedule_counts(n_alive: int, n_total: int, density: float, iterations: int,
 
 def _resolve_device(model: nn.Module, params: Mapping, device) -> torch.device:
     devices = {p.device for p in params.values()}
+    if any(d.type == "meta" for d in devices):
+        raise ValueError("the model's weights are on the meta device (shapes without "
+                         "values): materialise them first, e.g. model.to_empty(device='cpu') "
+                         "and initialise them, or build the model on a real device")
     if len(devices) > 1:
         where = sorted(map(str, devices))
         raise ValueError(f"the prunable parameters live on several devices {where}; move the "
@@ -87,7 +92,8 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
           schedule: str = "exponential", scope: str = "global", data=None, device=None, *,
           invert: bool = False, shuffle: bool = False, reinitialize: bool = False,
           prunable=None, input_shape=None, num_batches: int | None = None,
-          progress: bool = False, history: list | None = None) -> dict[str, torch.Tensor]:
+          progress: bool = False, history: list | None = None,
+          linearize: bool = False) -> dict[str, torch.Tensor]:
     """Prune ``model`` in place to ``density`` and return its masks.
 
     Args:
@@ -118,6 +124,17 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
             iteration's scores over the weights it removed), ``layer_score_totals``
             {name: sum of this iteration's scores over the layer's weights alive when
             scored}, ``objective`` (R for SynFlow, the loss for SNIP/GraSP, else NaN).
+        linearize: SynFlow only: score the linearised network, every activation module
+            taken as the identity (:func:`~nbkit.pruning.functional.linearized`). The
+            same scores for a ReLU network; scores instead of zeros for one with
+            saturating activations (ReLU6 in MobileNetV2, Hardtanh, sigmoid), where the
+            all-ones input saturates every unit and no flow gets through.
+
+    Raises:
+        ValueError: for a gradient-based score (SNIP, GraSP, SynFlow), when a layer's
+            scores are all 0 or not finite at the start: the objective does not reach
+            that layer (a saturating activation, a disconnected model), and which of
+            its weights to keep would be arbitrary. The message names the layers.
 
     Returns:
         ``{name: bool mask}`` for every prunable parameter, keyed by the names of the
@@ -134,6 +151,17 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
         raise ValueError(f"unknown schedule {schedule!r}; use one of {list(SCHEDULES)}")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; use one of {list(SCOPES)}")
+    if linearize and not scorer.linearizable:
+        raise ValueError(f"linearize=True applies to SynFlow's data-free objective; "
+                         f"{scorer.name!r} scores the network as it is")
+    if scorer.needs_input_shape:
+        reads = [f"{n} ({type(m).__name__})" for n, m, kind in _layers.weight_layers(model)
+                 if not kind.float_input]
+        if reads:
+            raise _layers.UnsupportedLayerError(
+                f"{scorer.label} runs the model on an all-ones float input, but "
+                f"{', '.join(reads)} reads integer indices; use a data-driven pruner "
+                "('snip', 'grasp') or 'magnitude'")
     if history is not None and not hasattr(history, "append"):
         raise ValueError("history must be a list (or None); per-iteration dicts are appended")
     if scorer.needs_data and data is None:
@@ -146,6 +174,10 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
                          "and Conv2d layers by default; add some, or name the parameters to "
                          "prune with prunable=[...]")
     dev = _resolve_device(model, params, device)
+    bad = [n for n, p in params.items() if not bool(torch.isfinite(p.detach()).all())]
+    if bad:
+        raise ValueError(f"{_some(bad)} hold NaN or infinite weights; every score would be "
+                         "meaningless: re-initialise the model (or find what diverged)")
     names = list(params)
     sizes = [p.numel() for p in params.values()]
     n_total, n_layers = sum(sizes), len(sizes)
@@ -187,7 +219,7 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
     params = prunable_parameters(model, prunable)  # .to() may have replaced tensors
 
     run = _Run(model, scorer, params, alive0, groups, targets, dev, shape, batches,
-               invert, history is not None, progress)
+               invert, history is not None, progress, linearize)
     result = run(dtype)
     if result is None:  # SynFlow's R overflowed or underflowed: redo it all in float64
         result = run(torch.float64)
@@ -249,8 +281,9 @@ class _Run:
     """One pass of the pruning loop in one dtype; returns None if SynFlow's R failed."""
 
     def __init__(self, model, scorer, params, alive0, groups, targets, device, input_shape,
-                 batches, invert, record, progress):
+                 batches, invert, record, progress, linearize=False):
         self.model, self.scorer, self.params = model, scorer, params
+        self.linearize = linearize
         self.alive0, self.groups, self.targets = alive0, groups, targets
         self.device, self.input_shape, self.batches = device, input_shape, batches
         self.invert, self.record, self.progress = invert, record, progress
@@ -287,7 +320,7 @@ class _Run:
         flat_w, flat_s, alive, weights, outs, alive_views = self._buffers(dtype)
         ctx = _scores.ScoreContext(alive=alive_views, batches=[
             (x.to(dtype) if x.is_floating_point() else x, y) for x, y in self.batches],
-            input_shape=self.input_shape)
+            input_shape=self.input_shape, linearize=self.linearize)
         idx = [_positions(alive[o:o + s], o) for o, s in self.groups]
         cpu = (LOOP or ("live" if self.device.type == "cpu" else "sort")) == "live"
         live = [LiveSet(i) for i in idx] if cpu else None
@@ -310,6 +343,8 @@ class _Run:
                             return None
                     else:
                         bad = ~ok if bad is None else bad | ~ok
+                if it == 0:
+                    self._check_scores(flat_s, alive)
                 removed_total, totals = [], []
                 for g, targets in enumerate(self.targets):
                     alive_idx = live[g].idx if cpu else idx[g]
@@ -348,6 +383,48 @@ class _Run:
         if bad is not None and bool(bad):
             return None
         return alive_views, records
+
+    def _check_scores(self, flat_s, alive):
+        """Refuse scores that say nothing: a layer whose alive weights all score 0, or
+        any score that is not finite (named, with the likely cause)."""
+        names = list(self.params)
+        finite = torch.isfinite(flat_s)
+        flat = torch.where(finite, flat_s, torch.ones_like(flat_s)) * alive
+        bad, zero = [], []
+        for name, o, s in zip(names, self.offsets, self.sizes):
+            if not bool(alive[o:o + s].any()):
+                continue
+            if not bool(finite[o:o + s].all()):
+                bad.append(name)
+            elif self.scorer.flows and not bool(flat[o:o + s].any()):
+                zero.append(name)
+        if not (bad or zero):
+            return
+        label = self.scorer.label
+        parts = []
+        if bad:
+            parts.append(f"{label} scores of {_some(bad)} are not finite (NaN or infinite "
+                         "weights or data?)")
+        if zero:
+            parts.append(f"every {label} score of {_some(zero)} is 0: the objective does "
+                         "not reach " + ("it" if len(zero) == 1 else "them"))
+        hint = ""
+        saturating = [n for n, m in self.model.named_modules() if isinstance(m, SATURATING)]
+        blank = [n for n, p in self.params.items() if not bool(p.detach().any())]
+        if zero and blank:
+            hint = (f". {_some(blank)} {'is' if len(blank) == 1 else 'are'} all zeros (a "
+                    "zero-initialised layer, such as a transformer's classifier head): no "
+                    "gradient or flow passes it; initialise it (or prune it with "
+                    "'magnitude' or 'random'), then prune")
+        elif zero and self.scorer.linearizable and not self.linearize and saturating:
+            hint = (f". Saturating activations ({_some(saturating)}) stop the all-ones "
+                    "flow; pass linearize=True to score the network with its activations "
+                    "removed, as the SynFlow theory does")
+        elif zero:
+            hint = (". Is the model already disconnected, or does a saturating or "
+                    "non-differentiable step cut the gradient?")
+        raise ValueError("; ".join(parts) + hint + "; which weights to keep would be "
+                         "arbitrary, so nothing was pruned")
 
     def _boundaries(self):
         b = getattr(self, "_bounds", None)
@@ -434,3 +511,7 @@ def _reinitialize(model: nn.Module) -> None:
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
+
+
+def _some(names, n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -20,13 +20,16 @@ L is the cross-entropy (mean over a batch) summed over the pruning batches.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .functional import ones_input, substitute
+from .. import layers as _layers
+from .functional import linearized, ones_input, substitute
 from .masks import is_pruned, locate
 
 __all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get", "needs_data",
@@ -43,12 +46,14 @@ class ScoreContext:
     batches: ``[(x, y), ...]`` on the model's device, for data-driven scores.
     input_shape: shape of one input for data-free passes (None: see DESIGN).
     cache: scratch space kept across the iterations of one pruning run.
+    linearize: score the network with its activations removed (SynFlow only).
     """
 
     alive: dict
     batches: list = field(default_factory=list)
     input_shape: tuple | None = None
     cache: dict = field(default_factory=dict)
+    linearize: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,10 @@ class Scorer:
     needs_input_shape: the score runs the model on a made-up input (SynFlow's all-ones
         input), so it needs the shape of one input.
     label: the display name ("SynFlow").
+    flows: the score is a gradient of an objective through the network, so a layer
+        whose scores are all 0 (or not finite) is a layer the objective does not reach:
+        pruning it would be arbitrary, and the pruning loop refuses.
+    linearizable: the scorer can score the linearised network (``linearize=True``).
     """
 
     name: str
@@ -76,6 +85,8 @@ class Scorer:
     iterations: int = 1
     needs_input_shape: bool = False
     label: str = ""
+    flows: bool = False
+    linearizable: bool = False
 
 
 SCORERS: dict[str, Scorer] = {}
@@ -83,7 +94,7 @@ SCORERS: dict[str, Scorer] = {}
 
 def register(name: str, *, needs_data: bool = False, absolute: bool = False,
              abs_scores: bool = False, iterations: int = 1, needs_input_shape: bool = False,
-             label: str | None = None):
+             label: str | None = None, flows: bool = False, linearizable: bool = False):
     """Decorator adding a scorer function to :data:`SCORERS`."""
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"scorer {name!r}: iterations must be a positive int, got "
@@ -92,7 +103,7 @@ def register(name: str, *, needs_data: bool = False, absolute: bool = False,
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip(),
                                abs_scores, iterations, needs_input_shape,
-                               label or name)
+                               label or name, flows, linearizable)
         return fn
     return deco
 
@@ -172,13 +183,13 @@ def _contiguous(weights: dict) -> dict:
 
 def _losses(model, batches, temperature=1.0):
     for x, y in batches:
-        logits = model(x)
+        logits = _layers.logits(model(x), "SNIP and GraSP")
         if temperature != 1.0:
             logits = logits / temperature
         yield F.cross_entropy(logits, y)
 
 
-@register("snip", needs_data=True, label="SNIP")
+@register("snip", needs_data=True, label="SNIP", flows=True)
 def snip(model, weights, out, ctx):
     """|∂L/∂θ ⊙ θ|, normalised by its sum over all prunable weights. Returns L."""
     ws = _require_grad(weights)
@@ -197,13 +208,16 @@ def snip(model, weights, out, ctx):
     return total
 
 
-@register("grasp", needs_data=True, label="GraSP")
+@register("grasp", needs_data=True, label="GraSP", flows=True)
 def grasp(model, weights, out, ctx):
     """(H g) ⊙ θ with g = ∂L/∂θ (masked weights excluded), H the Hessian of L, logits
     divided by a temperature of 200. The lowest scores are pruned: removing those
-    weights reduces the gradient norm least. Returns L (with the temperature)."""
+    weights reduces the gradient norm least. Returns L (with the temperature).
+
+    Attention runs on PyTorch's math kernel here: the fused ones have no second
+    derivative, which the Hessian-vector product needs."""
     ws = _require_grad(weights)
-    with substitute(model, _contiguous(weights)):
+    with substitute(model, _contiguous(weights)), sdpa_kernel([SDPBackend.MATH]):
         total = None
         for i, loss in enumerate(_losses(model, ctx.batches, GRASP_TEMPERATURE)):
             _write(out, torch.autograd.grad(loss, ws, allow_unused=True), i == 0)
@@ -223,6 +237,7 @@ def grasp(model, weights, out, ctx):
 
 
 @register("synflow", absolute=True, abs_scores=True, iterations=100, needs_input_shape=True,
+          flows=True, linearizable=True,
           label="SynFlow")
 def synflow(model, weights, out, ctx):
     """|∂R/∂θ ⊙ θ| with R the sum of the output of the |θ| network (eval mode) on one
@@ -244,8 +259,8 @@ def synflow(model, weights, out, ctx):
             x = x.contiguous(memory_format=torch.channels_last)
         state = ctx.cache["synflow"] = (mirror, x, _require_grad(weights))
     mirror, x, ws = state
-    with substitute(model, mirror):
-        R = model(x).sum()
+    with substitute(model, mirror), linearized(model) if ctx.linearize else nullcontext():
+        R = _layers.logits(model(x), "SynFlow").sum()
     grads = torch.autograd.grad(R, ws, allow_unused=True)
     for w, g, o in zip(ws, grads, out.values()):
         if g is None:

@@ -20,6 +20,7 @@ import warnings
 import torch
 from torch import nn
 
+from .. import layers
 from . import direct, registry
 from .layers import (
     FEEDBACK_CLASSES,
@@ -60,9 +61,11 @@ def _unsupported_reason(module: nn.Module) -> str | None:
 
 
 def _scan(model: nn.Module, strict: bool) -> list[tuple[str, nn.Module]]:
-    targets, bad = [], []
-    for name, m in model.named_modules():
-        if not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear)):
+    """The layers to convert; every other layer with a weight (:mod:`nbkit.layers`) is an
+    error naming it, or with ``strict=False`` a warning naming it."""
+    targets, bad = [], layers.unsupported(model, "rules")
+    for name, m, kind in layers.weight_layers(model):
+        if kind.rules is not None or any(b.startswith(f"{name or '<model>'} (") for b in bad):
             continue
         reason = _unsupported_reason(m)
         if reason is None:
@@ -70,8 +73,9 @@ def _scan(model: nn.Module, strict: bool) -> list[tuple[str, nn.Module]]:
         else:
             bad.append(f"{name or '<model>'}: {reason}")
     if bad and strict:
-        raise ValueError("cannot convert these layers to a feedback rule: " + "; ".join(bad)
-                         + ". Pass strict=False to leave them on backprop.")
+        raise layers.UnsupportedLayerError(
+            "cannot convert these layers to a feedback rule: " + "; ".join(bad)
+            + ". Pass strict=False to leave them on backprop.")
     if bad:
         warnings.warn("left on backprop (not supported by feedback rules): " + "; ".join(bad),
                       stacklevel=3)
@@ -230,15 +234,45 @@ def convert(model: nn.Module, rule, *, strict: bool = True, seed: int | None = N
     targets = _scan(model, strict)
     if r.direct:
         n_out, shapes = _direct_sizes(model, targets, input_shape)
-    direct.detach(model)
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())
     gen = torch.Generator().manual_seed(int(seed))
-    tap = direct.attach(model) if r.direct else None
-    for _, m in targets:
-        _convert_layer(m, r, settings, gen, feedback,
-                       (n_out, shapes[m], tap) if r.direct else None)
+    snapshot = _snapshot(model)
+    try:  # all or nothing: on any error the model is exactly as it was
+        direct.detach(model)
+        tap = direct.attach(model) if r.direct else None
+        for _, m in targets:
+            _convert_layer(m, r, settings, gen, feedback,
+                           (n_out, shapes[m], tap) if r.direct else None)
+    except BaseException:
+        _restore(snapshot)
+        raise
     return model
+
+
+def _snapshot(model: nn.Module):
+    """Everything conversion changes: each module's class, attributes, parameters,
+    buffers and hooks, and each parameter's attributes (its ``optim`` dict)."""
+    mods = [(m, m.__class__, dict(m.__dict__), dict(m._parameters), dict(m._buffers),
+             dict(m._forward_pre_hooks), dict(m._forward_hooks)) for m in model.modules()]
+    params = [(p, dict(p.__dict__)) for m in model.modules() for p in m._parameters.values()
+              if p is not None]
+    return mods, params
+
+
+def _restore(snapshot) -> None:
+    mods, params = snapshot
+    for m, cls, attrs, ps, bs, pre, post in mods:
+        m.__class__ = cls
+        m.__dict__.clear()
+        m.__dict__.update(attrs)
+        for store, saved in ((m._parameters, ps), (m._buffers, bs),
+                             (m._forward_pre_hooks, pre), (m._forward_hooks, post)):
+            store.clear()
+            store.update(saved)
+    for p, attrs in params:
+        p.__dict__.clear()
+        p.__dict__.update(attrs)
 
 
 def _example_shape(model: nn.Module, input_shape) -> tuple[int, ...]:
