@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["Kind", "KINDS", "kind_of", "weight_layers", "unsupported", "refuse",
+__all__ = ["Kind", "KINDS", "kind_of", "weight_layers", "why_not", "unsupported", "refuse",
            "parametrized", "shared", "read_by_parent", "UnsupportedLayerError", "logits"]
 
 USES = ("pruning", "rules", "probes")
@@ -154,14 +154,21 @@ def shared(model: nn.Module) -> list[list[str]]:
     return [names for names in seen.values() if len(names) > 1]
 
 
+def why_not(module: nn.Module, kind: Kind, use: str) -> str | None:
+    """Why ``use`` cannot handle this layer (None: it can): the kind's reason, or for
+    the rules a grouped convolution's."""
+    why = kind.why_not(use)
+    if why is None and use == "rules" and isinstance(module, nn.Conv2d) and module.groups != 1:
+        why = f"groups={module.groups}, but feedback rules handle groups=1 only"
+    return why
+
+
 def unsupported(model: nn.Module, use: str) -> list[str]:
     """``"name (Type): why and what to do"`` for each layer with a weight that ``use``
     (``"pruning"``, ``"rules"`` or ``"probes"``) cannot handle, in model order."""
     found = []
     for name, m, kind in weight_layers(model):
-        why = kind.why_not(use)
-        if why is None and use == "rules" and isinstance(m, nn.Conv2d) and m.groups != 1:
-            why = f"groups={m.groups}, but feedback rules handle groups=1 only"
+        why = why_not(m, kind, use)
         if why is not None:
             found.append(f"{name or '<model>'} ({type(m).__name__}): {why}")
     for group in shared(model) if use == "probes" else ():

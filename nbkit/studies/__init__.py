@@ -15,6 +15,7 @@ module                 what it computes
 :mod:`.learning_rules` one rule trained while its angles are logged (05)
 :mod:`.two_routes`     [TR]'s local rules against weight estimation over depth and noise
 :mod:`.sensitivity`    [TR]'s fragility claim: WM and IA over β/α on two architectures
+:mod:`.own_model`      a torchvision model pruned by every pruner, what is supported (07)
 :mod:`.results`        every shipped and collected results file, one error policy
 =====================  ===============================================================
 
@@ -28,6 +29,7 @@ from . import (
     fig6,
     iterations,
     learning_rules,
+    own_model,
     pruned_training,
     results,
     sensitivity,
@@ -35,6 +37,6 @@ from . import (
 )
 from .common import StudySettings, cached, clear_cache
 
-__all__ = ["collapse", "conservation", "fig6", "iterations", "learning_rules",
+__all__ = ["collapse", "conservation", "fig6", "iterations", "learning_rules", "own_model",
            "pruned_training", "results", "sensitivity", "two_routes", "StudySettings", "cached",
            "clear_cache"]
