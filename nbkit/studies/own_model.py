@@ -14,7 +14,6 @@ import copy
 import re
 from dataclasses import dataclass, field
 
-import torchvision
 from torch import nn
 
 from .. import layers, pruning, seed
@@ -24,13 +23,19 @@ __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "MODELS", "build",
            "support", "prune_all", "protected", "describe_layer"]
 
 SHAPE = (3, 32, 32)
+def _tv():
+    import torchvision  # on first use: importing nbkit.studies stays quick
+
+    return torchvision.models
+
+
 MODELS = {
     "mobilenet_v2": ("MobileNetV2 (width ×0.5)",
-                     lambda: torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.5)),
-    "squeezenet1_1": ("SqueezeNet 1.1", lambda: torchvision.models.squeezenet1_1(num_classes=10)),
-    "resnet18": ("ResNet-18 (torchvision)", lambda: torchvision.models.resnet18(num_classes=10)),
+                     lambda: _tv().mobilenet_v2(num_classes=10, width_mult=0.5)),
+    "squeezenet1_1": ("SqueezeNet 1.1", lambda: _tv().squeezenet1_1(num_classes=10)),
+    "resnet18": ("ResNet-18 (torchvision)", lambda: _tv().resnet18(num_classes=10)),
     "vit": ("ViT (2 layers, 32 wide, 8×8 patches)",
-            lambda: torchvision.models.VisionTransformer(
+            lambda: _tv().VisionTransformer(
                 image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
                 mlp_dim=64, num_classes=10)),
 }
