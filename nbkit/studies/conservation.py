@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import device as _device
 from .. import models, probes
 from .common import StudySettings, cached, dataset, for_mode
 
@@ -42,15 +43,19 @@ class Settings(StudySettings):
         bias_std: the demo net's nonzero biases are drawn from N(0, bias_std²) (at init
             biases are zero, and a zero bias has zero saliency, so it breaks nothing).
         seed: seeds the nets' initialisation.
+        threads: torch threads on the CPU (None: leave as is). One, in quick mode: with
+            two, every small op waits at a barrier for a thread that another busy core
+            has descheduled (notebook 02 took 21 s instead of 8 with one core busy).
     """
 
     probe_samples: int = 8
     fig4_samples: int = 4
     bias_std: float = 0.5
     seed: int = 0
+    threads: int | None = None
 
 
-QUICK = Settings("quick")
+QUICK = Settings("quick", threads=1)
 FULL = Settings("full", fig4_samples=100)
 MODES = {"quick": QUICK, "full": FULL}
 
@@ -148,6 +153,11 @@ def conservation(objective: str = "synflow", arch: str = "conv", bias: bool = Fa
 
 @cached(maxsize=256)
 def _conservation(objective, arch, bias, batchnorm, residual, activation, seed, settings):
+    with _device.cpu_threads(settings.threads, "cpu"):
+        return _measure(objective, arch, bias, batchnorm, residual, activation, seed, settings)
+
+
+def _measure(objective, arch, bias, batchnorm, residual, activation, seed, settings):
     model = demo_model(arch, bias=bias, batchnorm=batchnorm, residual=residual,
                        activation=activation, seed=seed, bias_std=settings.bias_std)
     data = _data_for(objective, settings.probe_samples)
@@ -200,7 +210,8 @@ def fig4(model: str = "vgg16_bn", objective: str = "synflow",
     ``settings.fig4_samples`` cifar10-mini images; float32 keeps vgg16_bn quick on a CPU."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {list(OBJECTIVES)}")
-    return _fig4(model, objective, settings.seed, settings.fig4_samples)
+    with _device.cpu_threads(settings.threads, "cpu"):
+        return _fig4(model, objective, settings.seed, settings.fig4_samples)
 
 
 @cached(maxsize=32)
