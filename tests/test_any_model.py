@@ -69,6 +69,23 @@ def test_a_checkpoint_loaded_into_a_pruned_transformer_is_used_at_once(grad):
         torch.testing.assert_close(b(x), a(x))
 
 
+def test_a_pruned_transformer_compiles_with_eager_gradients():
+    model = build("transformer")
+    masks = pruning.prune(model, "magnitude", 0.5)
+    twin = copy.deepcopy(model)
+    x = _images(4)[0]
+    torch._dynamo.reset()
+    compiled = torch.compile(twin, backend="aot_eager")
+    model(x).square().sum().backward()
+    compiled(x).square().sum().backward()
+    for name, mask in masks.items():
+        module, attr = pruning.locate(model, name)
+        twin_module, _ = pruning.locate(twin, name)
+        got = getattr(twin_module, f"{attr}_orig").grad
+        torch.testing.assert_close(got, getattr(module, f"{attr}_orig").grad)
+        assert (got[~mask] == 0).all()
+
+
 # ------------------------------------------------------------------ no silent skip
 
 class Mixed(nn.Module):
