@@ -56,8 +56,8 @@ def mode(default: str = "quick") -> str:
     Full mode on a machine without a GPU warns (:data:`FULL_ON_CPU`) with what it will
     cost, then asks before anything starts: in a notebook a text box takes the answer,
     in a terminal the prompt does. "y" keeps full mode; anything else switches to quick
-    mode. Where nobody can answer (a batch run), it stops with an error unless
-    ``NBKIT_FULL_ON_CPU=yes`` says to go on."""
+    mode. Where nobody can answer (papermill, a script without a terminal), it says so
+    and runs quick mode, unless ``NBKIT_FULL_ON_CPU=yes`` says to go on in full."""
     value = os.environ.get("NBKIT_MODE", default).strip().lower()
     if value not in ("quick", "full"):
         raise ValueError(f"NBKIT_MODE must be 'quick' or 'full', got {value!r}")
@@ -89,12 +89,13 @@ def _confirm_full_on_cpu() -> str:
         if not in_kernel and not (sys.stdin and sys.stdin.isatty()):
             raise EOFError
         answer = input(question)
-    except (EOFError, OSError, RuntimeError, NotImplementedError) as e:
+    except (EOFError, OSError, RuntimeError, NotImplementedError):
         # (a kernel that takes no input raises IPython's StdinNotImplementedError, a
         # RuntimeError; a batch run has no terminal)
-        raise RuntimeError(
-            "full mode on a CPU needs a yes, and nobody can answer here: set "
-            f"{CONFIRM_ENV}=yes to run it anyway, or unset NBKIT_MODE for quick mode") from e
+        print(f"Full mode on a CPU needs a yes, and nobody can answer here, so this run "
+              f"uses quick mode. Set {CONFIRM_ENV}=yes to run the papers' settings on "
+              "this CPU anyway, or run on a machine with a GPU.")
+        return "quick"
     if answer.strip().lower() in ("y", "yes"):
         return "full"
     print("Staying in quick mode (set NBKIT_MODE=full on a machine with a GPU for the "
