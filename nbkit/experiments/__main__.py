@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="train with torch.compile (CUDA graphs on a GPU, about 2.5x faster "
                         "per epoch there); recorded in the provenance, not part of a "
                         "run's identity")
+    p.add_argument("--executor", choices=("local", "process"), default="local",
+                   help="where runs run: this process (local, the default) or WORKERS "
+                        "fresh processes of this machine (process), which retry a run "
+                        "whose worker died; only this process writes results")
+    p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
+    p.add_argument("--max-retries", type=int, default=2,
+                   help="tries again for a run whose worker died (--executor process)")
     p.add_argument("--keep-going", action="store_true",
                    help="record a failing run and go on (default: stop at the first failure)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
@@ -169,7 +176,8 @@ def main(argv=None) -> int:
                    overrides=overrides, limit=args.limit, shard=shard,
                    progress=not args.no_progress,
                    on_error="continue" if args.keep_going else "raise",
-                   time_budget=args.time_budget, compile=args.compile)
+                   time_budget=args.time_budget, compile=args.compile,
+                   executor=args.executor, workers=args.workers, max_retries=args.max_retries)
     print(report)
     for run_id, error in report.failed.items():
         print(f"  failed {run_id}: {error}", file=sys.stderr)

@@ -37,6 +37,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..studies.results import RESULTS_DIR
+from . import executors as _executors
 from . import store
 from .spec import PREPARE, RUN_KINDS, Experiment, get, register_kind
 
@@ -66,6 +67,7 @@ class SweepReport:
     ran: int = 0
     redone: dict = field(default_factory=dict)
     failed: dict = field(default_factory=dict)
+    retried: dict = field(default_factory=dict)  # run id -> times its worker died
     stopped_for_time: bool = False
     setup_seconds: float = 0.0
     seconds: float = 0.0
@@ -200,7 +202,8 @@ def _resolve(experiment) -> Experiment:
 def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=None,
           overrides: dict | None = None, limit: int | None = None, shard=None,
           progress: bool = True, on_error: str = "raise",
-          time_budget: float | None = None, compile: bool = False) -> SweepReport:
+          time_budget: float | None = None, compile: bool = False,
+          executor: str = "local", workers: int = 2, max_retries: int = 2) -> SweepReport:
     """Run every run of ``experiment``'s ``variant`` that has no valid result in ``out``.
 
     Args:
@@ -218,6 +221,11 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
             per epoch there). An execution setting like ``device``: it is recorded in
             the provenance but is not part of a run's identity, so runs made with and
             without it are the same runs. Only for run kinds that train.
+        executor: where runs run (:mod:`.executors`): ``"local"`` (this process, one
+            after another) or ``"process"`` (``workers`` fresh processes of this machine;
+            a run whose worker dies is retried up to ``max_retries`` times). Either way
+            only this process writes results, so the files, the run identity and
+            ``collect`` are the same.
     """
     if on_error not in ("raise", "continue"):
         raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
@@ -230,6 +238,8 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
     if compile and "compile" not in inspect.signature(kind).parameters:
         raise ValueError(f"run kind {exp.kind!r} of experiment {exp.name!r} trains "
                          "nothing, so compile=True has no meaning for it; leave it off")
+    pool = _executors.make(executor, **({"workers": workers, "max_retries": max_retries}
+                                        if executor != "local" else {}))
     out = Path(out) if out is not None else DEFAULT_OUT / "raw" / exp.name / variant
     runs = plan(exp, variant, out, seeds, overrides, limit, shard)
     report = SweepReport(exp.name, variant, out, total=len(runs))
@@ -256,7 +266,7 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
     from nbkit.device import get as get_device
 
     dev = get_device(device)
-    static = {**store.provenance(dev), "compile": bool(compile)}
+    static = {**store.provenance(dev), "compile": bool(compile), "executor": executor}
     if exp.kind in PREPARE:
         t0 = time.perf_counter()
         PREPARE[exp.kind](copy.deepcopy(pending[0].config), device=dev)
@@ -264,6 +274,14 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
     longest = 0.0
     bar = tqdm(total=len(runs), initial=report.already_done, desc=f"{exp.name}/{variant}",
                unit="run", disable=not progress, dynamic_ncols=True)
+    if executor != "local":
+        try:
+            _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, out,
+                             report, bar, on_error, time_budget, t_start)
+        finally:
+            bar.close()
+            report.seconds = time.perf_counter() - t_start
+        return report
     try:
         for run in pending:
             spent = time.perf_counter() - t_start
@@ -295,6 +313,42 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
         bar.close()
         report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, out, report,
+                     bar, on_error, time_budget, t_start):
+    """The sweep's loop for an executor other than this process: tasks out, records in
+    (written here, in the order they finish)."""
+    import torch
+
+    longest = [0.0]
+
+    def may_start() -> bool:
+        spent = time.perf_counter() - t_start
+        if time_budget is not None and report.ran and spent + longest[0] > time_budget:
+            report.stopped_for_time = True
+            return False
+        return True
+
+    tasks = [_executors.Task(exp.kind, kind.__module__, run.config, run.run_id,
+                             str(dev), options, torch.get_num_threads()) for run in pending]
+    by_id = {run.run_id: run for run in pending}
+    for task, outcome in pool.run(tasks, may_start):
+        if "error" in outcome:
+            if on_error == "raise":
+                raise RuntimeError(f"run {task.run_id} failed: {outcome['error']}")
+            report.failed[task.run_id] = outcome["error"]
+            bar.update(1)
+            continue
+        longest[0] = max(longest[0], outcome["seconds"])
+        prov = {**static, "date": store.provenance_date(), "seconds": outcome["seconds"]}
+        store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
+                                 "variant": variant, "kind": exp.kind,
+                                 "run_id": task.run_id, "config": by_id[task.run_id].config,
+                                 "result": outcome["result"], "provenance": prov})
+        report.ran += 1
+        bar.update(1)
+    report.retried = dict(getattr(pool, "retried", {}))
 
 
 # --------------------------------------------------------------------------- collect

@@ -1,0 +1,159 @@
+"""How a sweep's missing runs become results.
+
+The driver (:func:`nbkit.experiments.sweep`) plans the runs that have no valid result
+yet, hands them to an executor, and writes every result that comes back through the
+store, so the file format, the run identity and ``collect`` do not depend on where a run
+ran. An executor only turns a :class:`Task` into an outcome:
+
+- ``"local"``: in this process, one run after another (the default);
+- ``"process"``: ``workers`` processes on this machine (started fresh, so each imports
+  nbkit itself), at most ``workers`` runs at a time. A worker that dies (killed, out of
+  memory) takes the runs in flight with it: each is started again, alone, and one that
+  keeps killing its worker is reported after ``max_retries`` tries. Nothing is written
+  twice, since only the driver writes.
+
+A run computes the same numbers wherever it runs: each worker seeds as the local loop
+does and uses the driver's number of torch threads.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import multiprocessing
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+__all__ = ["Task", "execute", "EXECUTORS", "LocalExecutor", "ProcessExecutor", "make"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to execute: its run kind (by name, with the module that registers it),
+    configuration and id, and how to run it."""
+
+    kind: str
+    module: str
+    config: dict
+    run_id: str
+    device: str | None = None
+    options: dict = field(default_factory=dict)
+    threads: int | None = None
+
+
+def execute(task: Task) -> dict:
+    """Run one task here: ``{"run_id", "result", "seconds"}``, or ``{"run_id",
+    "error"}`` when the run kind raised."""
+    import torch
+
+    import nbkit
+    from nbkit.device import get as get_device
+
+    from .spec import RUN_KINDS
+
+    importlib.import_module(task.module)  # registers the kind in a fresh worker
+    if task.threads:
+        torch.set_num_threads(int(task.threads))
+    if "seed" in task.config:
+        nbkit.seed(int(task.config["seed"]))
+    t0 = time.perf_counter()
+    try:
+        result = RUN_KINDS[task.kind](copy.deepcopy(task.config),
+                                      device=get_device(task.device), **task.options)
+    except Exception as e:  # reported to the driver, which applies its on_error
+        return {"run_id": task.run_id, "error": f"{type(e).__name__}: {e}"}
+    return {"run_id": task.run_id, "result": result,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+class LocalExecutor:
+    """Every run in this process, in order (the sweep's own loop does this; the class
+    makes the choice explicit and testable)."""
+
+    name = "local"
+
+    def run(self, tasks: Iterable[Task], may_start: Callable[[], bool] = lambda: True
+            ) -> Iterator[tuple[Task, dict]]:
+        for task in tasks:
+            if not may_start():
+                return
+            yield task, execute(task)
+
+
+class ProcessExecutor:
+    """Runs on ``workers`` fresh processes of this machine. When a worker dies, every run
+    then in flight is started again, each alone in a fresh worker, so that the one that
+    kills its worker is found; a run that dies alone more than ``max_retries`` times is
+    reported as an error instead of retried for ever."""
+
+    name = "process"
+
+    def __init__(self, workers: int = 2, max_retries: int = 2):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) \
+                or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self.workers, self.max_retries = workers, max_retries
+        self.retried: Counter = Counter()  # run id -> times started again after a death
+        self.deaths: Counter = Counter()   # run id -> times it killed its worker alone
+
+    def run(self, tasks: Iterable[Task], may_start: Callable[[], bool] = lambda: True
+            ) -> Iterator[tuple[Task, dict]]:
+        queue, suspects = deque(tasks), deque()
+        context = multiprocessing.get_context("spawn")
+        while queue or suspects:
+            if not may_start():
+                return  # out of time: the rest stays for a rerun
+            if suspects:  # alone in a fresh worker: a death is this run's own
+                task = suspects.popleft()
+                try:
+                    with ProcessPoolExecutor(1, mp_context=context) as pool:
+                        outcome = pool.submit(execute, task).result()
+                except BrokenProcessPool:
+                    self.deaths[task.run_id] += 1
+                    if self.deaths[task.run_id] > self.max_retries:
+                        yield task, {"run_id": task.run_id,
+                                     "error": f"its worker died {self.deaths[task.run_id]} "
+                                              "times when it ran alone (killed, or out of "
+                                              "memory?)"}
+                    else:
+                        self.retried[task.run_id] += 1
+                        suspects.append(task)
+                    continue
+                yield task, outcome
+                continue
+            inflight = {}
+            try:
+                with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+                    while queue or inflight:
+                        while queue and len(inflight) < self.workers and may_start():
+                            task = queue.popleft()
+                            inflight[pool.submit(execute, task)] = task
+                        if not inflight:
+                            return
+                        done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            outcome = future.result()  # a dead worker raises here, and
+                            task = inflight.pop(future)  # its run stays in flight
+                            yield task, outcome
+            except BrokenProcessPool:
+                for task in inflight.values():  # lost their worker or their pool
+                    self.retried[task.run_id] += 1
+                    suspects.append(task)
+
+
+EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor}
+
+
+def make(name: str = "local", **options):
+    """An executor by name: ``"local"`` or ``"process"`` (``workers=``, ``max_retries=``).
+    """
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; choose one of {sorted(EXECUTORS)} "
+                         "(a Ray backend is not part of nbkit yet)")
+    return EXECUTORS[name](**options)

@@ -1,0 +1,73 @@
+"""The executor seam: the same runs, run elsewhere, give the same files; a worker that dies
+has its run retried; every planned run ends up exactly once; a rerun submits nothing."""
+
+from __future__ import annotations
+
+import json
+
+import exec_kinds
+import pytest
+
+from nbkit import experiments as E
+from nbkit.experiments import executors
+
+
+def _records(out):
+    return {p.name: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+
+
+def test_process_workers_write_the_same_results_as_the_local_loop(tmp_path):
+    exp = exec_kinds.experiment("seeded_noise")
+    local = E.sweep(exp, "full", tmp_path / "local", device="cpu", progress=False)
+    proc = E.sweep(exp, "full", tmp_path / "proc", device="cpu", progress=False,
+                   executor="process", workers=2)
+    assert local.ran == proc.ran == 6
+    a, b = _records(tmp_path / "local"), _records(tmp_path / "proc")
+    assert a.keys() == b.keys()
+    for name in a:  # bit for bit: the same floats, the same configs and ids
+        assert a[name]["result"] == b[name]["result"] and a[name]["config"] == b[name]["config"]
+        assert b[name]["provenance"]["executor"] == "process"
+
+
+def test_a_quick_grid_matches_the_local_runner(tmp_path):
+    local = E.sweep("layer_collapse", "quick", tmp_path / "local", device="cpu",
+                    progress=False, limit=4)
+    proc = E.sweep("layer_collapse", "quick", tmp_path / "proc", device="cpu",
+                   progress=False, limit=4, executor="process", workers=2)
+    assert local.ran == proc.ran == 4
+    a, b = _records(tmp_path / "local"), _records(tmp_path / "proc")
+    assert a.keys() == b.keys() and all(a[n]["result"] == b[n]["result"] for n in a)
+
+
+def test_a_killed_worker_has_its_run_retried_and_nothing_is_duplicated(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    exp = exec_kinds.experiment("dies_once", markers, n=4)
+    report = E.sweep(exp, "full", tmp_path / "out", device="cpu", progress=False,
+                     executor="process", workers=2, max_retries=2)
+    assert report.ran == 4 and not report.failed
+    assert sorted(p.name for p in markers.iterdir()) == [f"{x}.tried" for x in range(4)]
+    assert sum(report.retried.values()) >= 4  # every run lost its first worker
+    records = _records(tmp_path / "out")
+    assert len(records) == 4
+    assert sorted(r["result"]["value"] for r in records.values()) == [0, 2, 4, 6]
+    again = E.sweep(exp, "full", tmp_path / "out", device="cpu", progress=False,
+                    executor="process", workers=2)
+    assert again.ran == 0 and again.already_done == 4  # a rerun submits nothing
+
+
+def test_a_run_that_keeps_dying_is_reported_not_retried_forever(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    exp = exec_kinds.experiment("always_dies", markers, n=2)
+    with pytest.raises(RuntimeError, match="worker died 2 times when it ran alone"):
+        E.sweep(exp, "full", tmp_path / "out", device="cpu", progress=False,
+                executor="process", workers=2, max_retries=1)
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_executor_choices_are_checked():
+    with pytest.raises(ValueError, match="unknown executor 'ray'"):
+        executors.make("ray")
+    with pytest.raises(ValueError, match="workers"):
+        executors.make("process", workers=0)
