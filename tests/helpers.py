@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
+import torch
+
+from nbkit import pruning
 from nbkit.studies import learning_rules, pruned_training, two_routes
 
 # Notebook 05's quick settings, cut to a few steps and small evaluation batches.
@@ -29,3 +33,20 @@ def write_fig6_results(path, top1: dict, variant: str = "full") -> None:
               "summary": {"dense_top1": 93.0, "top1": top1,
                           "top1_std": {m: {k: 0.5 for k in v} for m, v in top1.items()}}}
     path.write_text(json.dumps(merged))
+
+
+def check_compiled_gradients(model, masks: dict, x, **compile_options):
+    """Compile a deep copy of the pruned ``model`` (aot_eager), run both backward on
+    ``x``, and check that the copy gets eager's gradients, zero on every pruned weight.
+    Returns the compiled copy's module."""
+    twin = copy.deepcopy(model)
+    compiled = torch.compile(twin, backend="aot_eager", **compile_options)
+    model(x).square().sum().backward()
+    compiled(x).square().sum().backward()
+    for name, mask in masks.items():
+        module, attr = pruning.locate(model, name)
+        twin_module, _ = pruning.locate(twin, name)
+        got = getattr(twin_module, f"{attr}_orig").grad
+        torch.testing.assert_close(got, getattr(module, f"{attr}_orig").grad)
+        assert (got[~mask] == 0).all(), f"{name}: a pruned weight has a gradient"
+    return twin

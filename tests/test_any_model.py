@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from helpers import check_compiled_gradients
 from torch import nn
 from zoo import SHAPE, build
 
@@ -72,18 +73,8 @@ def test_a_checkpoint_loaded_into_a_pruned_transformer_is_used_at_once(grad):
 def test_a_pruned_transformer_compiles_with_eager_gradients():
     model = build("transformer")
     masks = pruning.prune(model, "magnitude", 0.5)
-    twin = copy.deepcopy(model)
-    x = _images(4)[0]
     torch._dynamo.reset()
-    compiled = torch.compile(twin, backend="aot_eager")
-    model(x).square().sum().backward()
-    compiled(x).square().sum().backward()
-    for name, mask in masks.items():
-        module, attr = pruning.locate(model, name)
-        twin_module, _ = pruning.locate(twin, name)
-        got = getattr(twin_module, f"{attr}_orig").grad
-        torch.testing.assert_close(got, getattr(module, f"{attr}_orig").grad)
-        assert (got[~mask] == 0).all()
+    check_compiled_gradients(model, masks, _images(4)[0])
 
 
 # ------------------------------------------------------------------ no silent skip
