@@ -29,6 +29,17 @@ def always_dies(config: dict, *, device) -> dict:
     return {}
 
 
+@register_kind("slow_count")
+def slow_count(config: dict, *, device) -> dict:
+    """Takes a moment, and leaves a line per execution in a log, to count them."""
+    import time
+
+    with open(Path(config["markers"]) / "executions.log", "a") as f:
+        f.write(f"{config['x']}\n")
+    time.sleep(0.3)
+    return {"x": config["x"]}
+
+
 @register_kind("seeded_noise")
 def seeded_noise(config: dict, *, device) -> dict:
     x = torch.randn(64, 64) @ torch.randn(64, 64)

@@ -4,6 +4,10 @@ has its run retried; every planned run ends up exactly once; a rerun submits not
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import exec_kinds
 import pytest
@@ -64,6 +68,45 @@ def test_a_run_that_keeps_dying_is_reported_not_retried_forever(tmp_path):
         E.sweep(exp, "full", tmp_path / "out", device="cpu", progress=False,
                 executor="process", workers=2, max_retries=1)
     assert not list((tmp_path / "out").glob("*.json"))
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_two_drivers_on_one_folder_run_every_run_exactly_once(tmp_path, executor):
+    """Two drivers (two nodes sharing a results folder) started together: claims split the
+    runs, so each run executes once, and the folder ends with every run once."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            "import exec_kinds; from nbkit import experiments as E; "
+            f"r = E.sweep(exec_kinds.experiment('slow_count', {str(markers)!r}, n=10), 'full', "
+            f"{str(tmp_path / 'out')!r}, device='cpu', progress=False, executor={executor!r}); "
+            "print(r.ran, r.elsewhere)")
+    drivers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [d.communicate(timeout=300)[0].split() for d in drivers]
+    assert all(d.returncode == 0 for d in drivers)
+    ran = [int(o[0]) for o in outputs]
+    assert sum(ran) == 10, outputs  # split between the two drivers
+    executions = (markers / "executions.log").read_text().split()
+    assert sorted(map(int, executions)) == list(range(10))  # each run executed once
+    assert len(_records(tmp_path / "out")) == 10
+    claimed = tmp_path / "out" / ".claims"
+    assert not claimed.exists() or not list(claimed.iterdir())  # every claim given back
+
+
+def test_a_claim_left_by_a_dead_driver_is_taken_over(tmp_path):
+    from nbkit.experiments import claims
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    folder = tmp_path / "out"
+    (folder / claims.CLAIM_DIR).mkdir(parents=True)
+    (folder / claims.CLAIM_DIR / "r1").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": int(dead), "time": 0}))
+    assert claims.claim(folder, "r1")  # its process is gone: taken over
+    assert not claims.claim(folder, "r1")  # now this process holds it
+    claims.release(folder, "r1")
+    assert claims.claim(folder, "r1")
 
 
 def test_executor_choices_are_checked():

@@ -104,9 +104,17 @@ class ProcessExecutor:
 
     def run(self, tasks: Iterable[Task], may_start: Callable[[], bool] = lambda: True
             ) -> Iterator[tuple[Task, dict]]:
-        queue, suspects = deque(tasks), deque()
+        source, queue, suspects = iter(tasks), deque(), deque()  # taken as runs start
         context = multiprocessing.get_context("spawn")
-        while queue or suspects:
+
+        def refill() -> bool:
+            if not queue:
+                task = next(source, None)
+                if task is not None:
+                    queue.append(task)
+            return bool(queue)
+
+        while refill() or suspects:
             if not may_start():
                 return  # out of time: the rest stays for a rerun
             if suspects:  # alone in a fresh worker: a death is this run's own
@@ -130,8 +138,8 @@ class ProcessExecutor:
             inflight = {}
             try:
                 with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-                    while queue or inflight:
-                        while queue and len(inflight) < self.workers and may_start():
+                    while refill() or inflight:
+                        while len(inflight) < self.workers and may_start() and refill():
                             task = queue.popleft()
                             inflight[pool.submit(execute, task)] = task
                         if not inflight:

@@ -37,8 +37,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..studies.results import RESULTS_DIR
+from . import claims, store
 from . import executors as _executors
-from . import store
 from .spec import PREPARE, RUN_KINDS, Experiment, get, register_kind
 
 __all__ = ["Experiment", "SweepReport", "RUN_KINDS", "register_kind", "expand", "plan",
@@ -68,6 +68,7 @@ class SweepReport:
     redone: dict = field(default_factory=dict)
     failed: dict = field(default_factory=dict)
     retried: dict = field(default_factory=dict)  # run id -> times its worker died
+    elsewhere: int = 0  # runs another driver held (a claim) when this one came to them
     stopped_for_time: bool = False
     setup_seconds: float = 0.0
     seconds: float = 0.0
@@ -80,6 +81,8 @@ class SweepReport:
         parts = [f"{self.experiment}/{self.variant}: {self.total} runs", f"{self.already_done} "
                  "already done", f"{self.ran} ran", f"{len(self.redone)} redone (corrupt)",
                  f"{len(self.failed)} failed", f"{self.remaining} remaining"]
+        if self.elsewhere:
+            parts.insert(3, f"{self.elsewhere} held by another driver")
         tail = " (stopped: time budget)" if self.stopped_for_time else ""
         return ", ".join(parts) + f" in {self.seconds:.1f} s{tail}; results in {self.out}"
 
@@ -246,7 +249,8 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
     t_start = time.perf_counter()
 
     out.mkdir(parents=True, exist_ok=True)
-    store.clean_temporaries(out, [r.run_id for r in runs])  # only this shard's own
+    # an interrupted write's leftovers, but not those of a run another driver holds now
+    store.clean_temporaries(out, [r.run_id for r in runs if not claims.held(out, r.run_id)])
     pending = []
     for run in runs:
         record, reason = store.read_record(run.path, expect_config=run.config)
@@ -280,6 +284,7 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
                              report, bar, on_error, time_budget, t_start)
         finally:
             bar.close()
+            claims.tidy(out)
             report.seconds = time.perf_counter() - t_start
         return report
     try:
@@ -288,31 +293,53 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
             if time_budget is not None and report.ran and spent + longest > time_budget:
                 report.stopped_for_time = True
                 break
+            if not _take(out, run, report):
+                bar.update(1)
+                continue
             bar.set_postfix_str(run.run_id.split("--")[0][:60])
             if "seed" in run.config:
                 nbkit.seed(int(run.config["seed"]))
             t0 = time.perf_counter()
             try:
-                result = kind(copy.deepcopy(run.config), device=dev, **options)
-            except Exception as e:
-                if on_error == "raise":
-                    raise
-                report.failed[run.run_id] = f"{type(e).__name__}: {e}"
-                bar.update(1)
-                continue
-            seconds = time.perf_counter() - t0
-            longest = max(longest, seconds)
-            prov = {**static, "date": store.provenance_date(), "seconds": round(seconds, 3)}
-            store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
-                                     "variant": variant, "kind": exp.kind,
-                                     "run_id": run.run_id, "config": run.config,
-                                     "result": result, "provenance": prov})
+                try:
+                    result = kind(copy.deepcopy(run.config), device=dev, **options)
+                except Exception as e:
+                    if on_error == "raise":
+                        raise
+                    report.failed[run.run_id] = f"{type(e).__name__}: {e}"
+                    bar.update(1)
+                    continue
+                seconds = time.perf_counter() - t0
+                longest = max(longest, seconds)
+                prov = {**static, "date": store.provenance_date(),
+                        "seconds": round(seconds, 3)}
+                store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
+                                         "variant": variant, "kind": exp.kind,
+                                         "run_id": run.run_id, "config": run.config,
+                                         "result": result, "provenance": prov})
+            finally:
+                claims.release(out, run.run_id)
             report.ran += 1
             bar.update(1)
     finally:
         bar.close()
+        claims.tidy(out)
         report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _take(out: Path, run: Run, report: SweepReport) -> bool:
+    """Claim ``run`` for this driver; False (and counted) when another driver holds it or
+    has finished it since this sweep planned."""
+    if not claims.claim(out, run.run_id):
+        report.elsewhere += 1
+        return False
+    if store.read_record(run.path, expect_config=run.config)[0] is not None:
+        claims.release(out, run.run_id)
+        report.already_done += 1
+        return False
+    store.clean_temporaries(out, [run.run_id])
+    return True
 
 
 def _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, out, report,
@@ -330,22 +357,27 @@ def _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, ou
             return False
         return True
 
-    tasks = [_executors.Task(exp.kind, kind.__module__, run.config, run.run_id,
-                             str(dev), options, torch.get_num_threads()) for run in pending]
+    tasks = (_executors.Task(exp.kind, kind.__module__, run.config, run.run_id,
+                             str(dev), options, torch.get_num_threads())
+             for run in pending if _take(out, run, report))  # claimed as they are started
     by_id = {run.run_id: run for run in pending}
     for task, outcome in pool.run(tasks, may_start):
-        if "error" in outcome:
-            if on_error == "raise":
-                raise RuntimeError(f"run {task.run_id} failed: {outcome['error']}")
-            report.failed[task.run_id] = outcome["error"]
-            bar.update(1)
-            continue
-        longest[0] = max(longest[0], outcome["seconds"])
-        prov = {**static, "date": store.provenance_date(), "seconds": outcome["seconds"]}
-        store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
-                                 "variant": variant, "kind": exp.kind,
-                                 "run_id": task.run_id, "config": by_id[task.run_id].config,
-                                 "result": outcome["result"], "provenance": prov})
+        try:
+            if "error" in outcome:
+                if on_error == "raise":
+                    raise RuntimeError(f"run {task.run_id} failed: {outcome['error']}")
+                report.failed[task.run_id] = outcome["error"]
+                bar.update(1)
+                continue
+            longest[0] = max(longest[0], outcome["seconds"])
+            prov = {**static, "date": store.provenance_date(), "seconds": outcome["seconds"]}
+            store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
+                                     "variant": variant, "kind": exp.kind,
+                                     "run_id": task.run_id,
+                                     "config": by_id[task.run_id].config,
+                                     "result": outcome["result"], "provenance": prov})
+        finally:  # after the record is written: no other driver can start it in between
+            claims.release(out, task.run_id)
         report.ran += 1
         bar.update(1)
     report.retried = dict(getattr(pool, "retried", {}))
