@@ -132,9 +132,10 @@ def parametrized(model: nn.Module) -> list[str]:
     ``weight_norm`` / ``spectral_norm``."""
     out = []
     for name, m in model.named_modules():
-        if kind_of(m) is None:
+        kind = kind_of(m)
+        if kind is None:
             continue
-        attrs = kind_of(m).weights(m)
+        attrs = kind.weights(m)
         computed = any(parametrize.is_parametrized(m, a) for a in attrs) or any(
             a in m._parameters and m._parameters[a] is None for a in attrs) or any(
             hasattr(m, f"{a}_g") or hasattr(m, f"{a}_orig") and not hasattr(m, f"{a}_mask")

@@ -313,20 +313,17 @@ def _refresh_on(reader: nn.Module, target: nn.Module, attr: str) -> None:
         refresh.targets.append((target, attr))
 
 
-def _readers(model: nn.Module, module: nn.Module, attr: str) -> list[nn.Module]:
-    """The modules that read ``module.<attr>`` without calling ``module``: the attention
-    module around an out_proj, and the model itself for attention's weights (a
-    transformer layer's fast path reads them directly)."""
-    names = {id(m): n for n, m in model.named_modules()}
-    name = names.get(id(module))
-    parents = _layers.read_by_parent(model)
-    out = []
-    if name in parents:
-        out.append(model.get_submodule(parents[name]))
-    if (name in parents or isinstance(module, nn.MultiheadAttention)) and module is not model:
-        out.append(model)
+def _readers(model: nn.Module) -> dict[int, list[nn.Module]]:
+    """``{id(module): [modules that read its weights without calling it]}``: the
+    attention module around an out_proj, and the model itself for attention's weights
+    (a transformer layer's fast path reads them directly)."""
+    out: dict[int, list[nn.Module]] = {}
+    for child, parent in _layers.read_by_parent(model).items():
+        out[id(model.get_submodule(child))] = [model.get_submodule(parent), model]
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention) and m is not model:
+            out[id(m)] = [model]
     return out
-
 
 
 @torch.no_grad()
@@ -338,7 +335,7 @@ def apply_masks(model: nn.Module, new_masks: Mapping[str, torch.Tensor]) -> nn.M
     pruned ones have their mask ANDed. Masked entries of ``<attr>_orig`` are set to 0.
     """
     resolved = []
-    tied = aliases(model)
+    tied, readers = aliases(model), _readers(model)
     for name, mask in new_masks.items():  # validate everything first
         module, attr = locate(model, name)
         param = _parameter(module, attr)
@@ -373,7 +370,7 @@ def apply_masks(model: nn.Module, new_masks: Mapping[str, torch.Tensor]) -> nn.M
                     module._buffers[f"{attr}_mask"] = shared_buf
             if not _detach_hooks(module, attr):
                 module.register_forward_hook(DetachAfterForward(attr))
-            for reader in _readers(model, module, attr):
+            for reader in readers.get(id(module), ()):
                 _refresh_on(reader, module, attr)
             orig = module._parameters[f"{attr}_orig"]
             orig.mul_(module._buffers[f"{attr}_mask"].to(orig.dtype))

@@ -174,7 +174,8 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
                          "and Conv2d layers by default; add some, or name the parameters to "
                          "prune with prunable=[...]")
     dev = _resolve_device(model, params, device)
-    bad = [n for n, p in params.items() if not bool(torch.isfinite(p.detach()).all())]
+    finite = torch.stack([torch.isfinite(p.detach()).all() for p in params.values()]).tolist()
+    bad = [n for n, ok in zip(params, finite) if not ok]  # (one host sync for all layers)
     if bad:
         raise ValueError(f"{_some(bad)} hold NaN or infinite weights; every score would be "
                          "meaningless: re-initialise the model (or find what diverged)")
@@ -387,16 +388,20 @@ class _Run:
     def _check_scores(self, flat_s, alive):
         """Refuse scores that say nothing: a layer whose alive weights all score 0, or
         any score that is not finite (named, with the likely cause)."""
-        names = list(self.params)
         finite = torch.isfinite(flat_s)
         flat = torch.where(finite, flat_s, torch.ones_like(flat_s)) * alive
+
+        def per_layer(flags):  # whether each layer has a True flag, in one host sync
+            return torch.stack([f.any() for f in torch.split(flags, self.sizes)]).tolist()
+
         bad, zero = [], []
-        for name, o, s in zip(names, self.offsets, self.sizes):
-            if not bool(alive[o:o + s].any()):
+        for name, live, nonfinite, nonzero in zip(self.params, per_layer(alive),
+                                                  per_layer(~finite), per_layer(flat != 0)):
+            if not live:
                 continue
-            if not bool(finite[o:o + s].all()):
+            if nonfinite:
                 bad.append(name)
-            elif self.scorer.flows and not bool(flat[o:o + s].any()):
+            elif self.scorer.flows and not nonzero:
                 zero.append(name)
         if not (bad or zero):
             return

@@ -65,7 +65,7 @@ def _scan(model: nn.Module, strict: bool) -> list[tuple[str, nn.Module]]:
     error naming it, or with ``strict=False`` a warning naming it."""
     targets, bad = [], layers.unsupported(model, "rules")
     for name, m, kind in layers.weight_layers(model):
-        if kind.rules is not None or any(b.startswith(f"{name or '<model>'} (") for b in bad):
+        if layers.why_not(m, kind, "rules") is not None:  # named in bad already
             continue
         reason = _unsupported_reason(m)
         if reason is None:

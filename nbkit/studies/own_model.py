@@ -18,6 +18,7 @@ from torch import nn
 
 from .. import device as _device
 from .. import layers, pruning, seed
+from ..pruning.functional import SATURATING
 from .common import StudySettings, cached, dataset, for_mode
 
 __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "MODELS", "build",
@@ -116,19 +117,15 @@ def _prune_all(name: str, log10_rho: float, s: Settings) -> dict:
     batches = dataset("cifar10-mini", device="cpu").pruning_batches(
         s.samples, batch_size=s.samples, augment=False)
     out = {"model": name, "label": MODELS[name][0], "density": density, "pruners": {}}
+    saturates = any(isinstance(m, SATURATING) for m in base.modules())
     for method in pruning.methods():
         model = copy.deepcopy(base)
-        kw = {"data": batches, "iterations": pruning.iterations_for(method,
-                                                                   s.synflow_iterations)}
-        linear = False
+        # saturating activations stop SynFlow's all-ones flow: score the linearised net
+        linear = saturates and pruning.SCORERS[method].linearizable
+        kw = {"data": batches, "linearize": linear,
+              "iterations": pruning.iterations_for(method, s.synflow_iterations)}
         try:
-            try:
-                masks = pruning.prune(model, method, density, **kw)
-            except ValueError as e:
-                if "linearize=True" not in str(e):
-                    raise
-                linear = True  # saturating activations: score the linearised network
-                masks = pruning.prune(model, method, density, linearize=True, **kw)
+            masks = pruning.prune(model, method, density, **kw)
         except (ValueError, TypeError) as e:
             out["pruners"][method] = {"error": str(e)}
             continue
