@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _loopback(address) -> bool:
+    """Whether a socket address stays on this machine's loopback (or is not an IP one)."""
+    if not isinstance(address, tuple):
+        return True  # a Unix socket path or an abstract name
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0].removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False  # "" or "0.0.0.0" binds every interface; a name may resolve anywhere
+
+
+def _guard(name):
+    original = getattr(socket.socket, name)
+
+    def checked(self, address, *args):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+            raise AssertionError(f"a test tried socket.{name}({address!r}): tests use "
+                                 "127.0.0.1 only")
+        return original(self, address, *args)
+
+    return original, checked
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only():
+    """No test binds, connects or sends to an address other than loopback (in this
+    process; the Ray tests check their servers' sockets themselves)."""
+    saved = {}
+    for name in ("bind", "connect", "connect_ex"):
+        saved[name], checked = _guard(name)
+        setattr(socket.socket, name, checked)
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(socket.socket, name, original)
 
 
 def _full_cifar_dir():
