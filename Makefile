@@ -20,7 +20,7 @@ $(VENV)/.lab-installed: pyproject.toml | $(PY)
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e ".[test,browser,figures]"
+	$(PIP) install --quiet -e ".[test,browser,figures,cluster]"
 	touch $@ $(VENV)/.lab-installed
 
 ## make lab: install what the notebooks need and open JupyterLab on notebooks/ (token on)

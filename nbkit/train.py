@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import time
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,7 @@ from . import layers
 from .device import get as get_device
 
 __all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "Optimizers",
-           "State", "NonFiniteLoss",
+           "State", "NonFiniteLoss", "checkpoint_epoch",
            "SCHEDULES", "RECIPES", "steps_per_epoch"]
 
 HOOKS = ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end")
@@ -288,6 +290,96 @@ def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, **kwargs) -> dic
     return last.history
 
 
+# ------------------------------------------------------------------------ checkpoints
+
+CHECKPOINT_FORMAT = "nbkit.train.checkpoint/1"
+
+
+def checkpoint_epoch(path) -> int | None:
+    """The epoch after which the checkpoint at ``path`` was saved, or None when there is
+    no readable checkpoint there."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a torn or foreign file is no checkpoint
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        return None
+    return int(saved["epoch"])
+
+
+def _save_checkpoint(path: Path, state: State, loader, callbacks, bad_step) -> None:
+    """Everything the loop needs to go on after ``state.epoch`` as if never stopped,
+    written to a temporary file and renamed over ``path`` (atomic)."""
+    rng = {"torch": torch.get_rng_state(), "loader": loader.generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    saved = {"format": CHECKPOINT_FORMAT, "epoch": state.epoch, "step": state.step,
+             "config": _comparable(state.history["config"]),
+             "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+             "history": state.history, "rng": rng,
+             "counters": {"seen": state.seen, "loss_sum": state.loss_sum,
+                          "correct": state.correct, "bad_step": bad_step},
+             "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(callbacks)
+                           if callable(getattr(cb, "state_dict", None))}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(saved, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _comparable(config: dict) -> dict:
+    """The training configuration a checkpoint must match (the device may differ)."""
+    return {k: v for k, v in config.items() if k != "device"}
+
+
+def _load_checkpoint(path: Path, state: State, loader, callbacks, bad_step) -> int:
+    """Restore the loop from ``path`` and return its epoch (see :func:`_save_checkpoint`).
+    """
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"cannot read the checkpoint {path} ({type(e).__name__}: {e}); "
+                         "delete it to train from the start") from e
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an nbkit training checkpoint; delete it or pass "
+                         "another checkpoint path")
+    now = _comparable(state.history["config"])
+    if saved["config"] != now:
+        then = saved["config"]
+        diff = ", ".join(f"{k}: {then.get(k)!r} then, {now.get(k)!r} now"
+                         for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k))
+        raise ValueError(f"the checkpoint {path} was saved by a different training setup "
+                         f"({diff}); delete it to train from the start")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.history.clear()
+    state.history.update(saved["history"])
+    dev = state.device
+    counters = saved["counters"]
+    state.seen = int(counters["seen"])
+    state.loss_sum.copy_(counters["loss_sum"])
+    state.correct.copy_(counters["correct"])
+    if bad_step is not None and counters["bad_step"] is not None:
+        bad_step.copy_(counters["bad_step"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if "cuda" in saved["rng"] and dev.type == "cuda":
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    loader.generator.set_state(saved["rng"]["loader"].to(loader.generator.device)
+                               if loader.generator.device.type != "cpu"
+                               else saved["rng"]["loader"])
+    for i, cb in enumerate(callbacks):
+        if str(i) in saved["callbacks"] and callable(getattr(cb, "load_state_dict", None)):
+            cb.load_state_dict(saved["callbacks"][str(i)])
+    state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
+    return state.epoch
+
+
 def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
              steps: int | None = None, batch_size: int = 128, lr: float = 0.1,
              momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
@@ -297,7 +389,7 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
              optimizer: torch.optim.Optimizer | None = None, progress: bool = True,
              eval_every: int = 1, eval_batch_size: int = 1000, seed: int | None = None,
              label_smoothing: float = 0.0, every: int | None = None,
-             on_nonfinite: str = "raise"):
+             on_nonfinite: str = "raise", checkpoint=None, checkpoint_every: int = 1):
     """Train ``model`` on ``data``; a generator of the loop's :class:`State`.
 
     Args:
@@ -325,6 +417,14 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
             checked, before its backward pass; on a GPU the first bad step is recorded on
             the device, without a host synchronisation, and checked at each epoch's end
             and before each yield, so training stops there (with that step's number).
+        checkpoint: a file path. After every ``checkpoint_every``-th epoch (but the last)
+            the loop saves there, atomically, all it needs to go on: the model (masks
+            included), the optimizer (and a converted model's feedback state), the
+            random states, the history and the state of every callback with a
+            ``state_dict`` method. When the file exists at the start, training resumes
+            after its epoch and ends as an uninterrupted run would. Load it with
+            ``torch.load(path, weights_only=True)``; :func:`checkpoint_epoch` reads its
+            epoch.
 
     Yields the :class:`State` (its ``history`` grows as :func:`fit` describes), the last
     time after training and ``on_fit_end``.
@@ -342,6 +442,8 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
         raise ValueError(f"epochs must be a positive int (or pass steps=N), got {epochs!r}")
     _check_count("batch_size", batch_size)
     _check_count("eval_every", eval_every)
+    _check_count("checkpoint_every", checkpoint_every)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     _check_number("lr", lr, positive=True)
     _check_number("momentum", momentum)
     _check_number("weight_decay", weight_decay)
@@ -400,11 +502,15 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 raise _nonfinite_error(first, (first - 1) // per_epoch + 1, n_epochs,
                                        "NaN or infinite", history, lr)
 
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
-    step = 0
+    start = 0
+    if checkpoint is not None and checkpoint.exists():
+        start = _load_checkpoint(checkpoint, state, train_batches, callbacks, bad_step)
+    bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
+               disable=not progress, leave=False)
+    step = state.step
     model.train()
     try:
-        for epoch in range(1, n_epochs + 1):
+        for epoch in range(start + 1, n_epochs + 1):
             state.epoch = epoch
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.long)
@@ -467,6 +573,8 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 break
             if every is not None and step % every == 0:
                 yield state
+            if checkpoint is not None and epoch % checkpoint_every == 0:
+                _save_checkpoint(checkpoint, state, train_batches, callbacks, bad_step)
     finally:
         bar.close()
     _call(callbacks, "on_fit_end", state)

@@ -51,3 +51,59 @@ def experiment(kind: str, markers=None, n: int = 6) -> Experiment:
     return Experiment(f"exec_{kind}", kind, {"full": {"base": base,
                                                       "axes": {"seed": [0], "x": list(range(n))}}},
                       label=("x",))
+
+
+class _KillAt:
+    """Stops the process (SIGKILL, as a preemption does) at the end of ``epoch``, the
+    first time only (a marker file remembers); ``raise_instead`` raises instead."""
+
+    def __init__(self, epoch: int, marker: Path, raise_instead: bool = False):
+        self.epoch, self.marker, self.raise_instead = epoch, marker, raise_instead
+
+    def on_epoch_end(self, state):
+        if state.epoch == self.epoch and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            if self.raise_instead:
+                raise RuntimeError(f"stopped at the end of epoch {self.epoch}")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@register_kind("trains_stopped_once")
+def trains_stopped_once(config: dict, *, device, checkpoint=None,
+                        checkpoint_every: int = 1) -> dict:
+    """Trains a small pruned MLP with dropout and noisy updates for ``epochs`` epochs,
+    stopped once at the end of epoch ``stop_at`` (killed, or raising when ``raise``);
+    returns its final weights."""
+    from nbkit import models, pruning, rules, train
+
+    model = models.build("mlp", num_classes=10, input_shape=(3, 8, 8), depth=2, width=32)
+    pruning.prune(model, "magnitude", 0.3)
+    marker = Path(config["markers"]) / f"{config['x']}.stopped"
+    stop = _KillAt(config["stop_at"], marker, raise_instead=config.get("raise", False))
+    ds = _small_data()
+    history = train.fit(model, ds, epochs=config["epochs"], batch_size=64, lr=0.05,
+                        seed=config["x"], progress=False, device=device,
+                        callbacks=[rules.NoisyUpdates(0.01), stop],
+                        checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    return {"weights": [float(v) for v in torch.cat([p.detach().flatten() for p in
+                                                     model.parameters()])[:200]],
+            "weight_sum": float(sum(p.detach().double().sum() for p in model.parameters())),
+            "test_acc": history["test_acc"]}
+
+
+def _small_data():
+    from nbkit import data
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (640, 3, 8, 8), generator=gen, dtype=torch.uint8)
+    y = torch.randint(0, 10, (640,), generator=gen)
+    return data.from_tensors(x[:512], y[:512], x[512:], y[512:])
+
+
+def training_experiment(markers, *, stop_at: int = 2, epochs: int = 4, n: int = 2,
+                        raise_instead: bool = False) -> Experiment:
+    base = {"markers": str(markers), "stop_at": stop_at, "epochs": epochs,
+            "raise": raise_instead}
+    return Experiment("exec_training", "trains_stopped_once",
+                      {"full": {"base": base, "axes": {"seed": [0], "x": list(range(n))}}},
+                      label=("x",))

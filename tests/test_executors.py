@@ -109,8 +109,16 @@ def test_a_claim_left_by_a_dead_driver_is_taken_over(tmp_path):
     assert claims.claim(folder, "r1")
 
 
-def test_executor_choices_are_checked():
-    with pytest.raises(ValueError, match="unknown executor 'ray'"):
-        executors.make("ray")
+def test_executor_choices_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="unknown executor 'slurm'"):
+        executors.make("slurm")
     with pytest.raises(ValueError, match="workers"):
         executors.make("process", workers=0)
+    with pytest.raises(ValueError, match="gpus_per_run, address only apply to executor='ray'"):
+        executors.make("process", gpus_per_run=0.5, address="auto")
+    for bad in ({"gpus_per_run": -1}, {"gpus_per_run": 1.5}, {"cpus_per_run": float("nan")},
+                {"gpus_per_run": 0, "cpus_per_run": 0}, {"max_retries": -1}, {"address": ""}):
+        with pytest.raises(ValueError):
+            executors.make("ray", **bad)  # checked before Ray is imported
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        E.sweep(exec_kinds.experiment("seeded_noise"), "full", tmp_path, checkpoint_every=-1)

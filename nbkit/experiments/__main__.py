@@ -73,13 +73,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="train with torch.compile (CUDA graphs on a GPU, about 2.5x faster "
                         "per epoch there); recorded in the provenance, not part of a "
                         "run's identity")
-    p.add_argument("--executor", choices=("local", "process"), default="local",
-                   help="where runs run: this process (local, the default) or WORKERS "
-                        "fresh processes of this machine (process), which retry a run "
-                        "whose worker died; only this process writes results")
+    p.add_argument("--executor", choices=("local", "process", "ray"), default="local",
+                   help="where runs run: this process (local, the default), WORKERS fresh "
+                        "processes of this machine (process), or Ray tasks on this machine "
+                        "or a cluster (ray; pip install 'nbkit[cluster]'). The last two "
+                        "retry a run whose worker died; only this process writes results")
     p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
     p.add_argument("--max-retries", type=int, default=2,
-                   help="tries again for a run whose worker died (--executor process)")
+                   help="tries again for a run whose worker died (process, ray)")
+    p.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                   help="(ray) GPUs each run asks for; 0.25 packs four runs per GPU "
+                        "(default 0: CPU runs)")
+    p.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
+                   help="(ray) CPUs each run asks for (default 1)")
+    p.add_argument("--address", default=None,
+                   help="(ray) 'auto' or HOST:PORT joins a running Ray cluster; without it "
+                        "a Ray instance is started on this machine, on 127.0.0.1 only")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+                   help="training runs save a checkpoint every EPOCHS epochs in "
+                        "<out>/.checkpoints and resume from it when started again "
+                        "(0: no checkpoints)")
     p.add_argument("--keep-going", action="store_true",
                    help="record a failing run and go on (default: stop at the first failure)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
@@ -177,7 +190,9 @@ def main(argv=None) -> int:
                    progress=not args.no_progress,
                    on_error="continue" if args.keep_going else "raise",
                    time_budget=args.time_budget, compile=args.compile,
-                   executor=args.executor, workers=args.workers, max_retries=args.max_retries)
+                   executor=args.executor, workers=args.workers, max_retries=args.max_retries,
+                   gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                   address=args.address, checkpoint_every=args.checkpoint_every)
     print(report)
     for run_id, error in report.failed.items():
         print(f"  failed {run_id}: {error}", file=sys.stderr)

@@ -11,6 +11,8 @@ ran. An executor only turns a :class:`Task` into an outcome:
   memory) takes the runs in flight with it: each is started again, alone, and one that
   keeps killing its worker is reported after ``max_retries`` tries. Nothing is written
   twice, since only the driver writes.
+- ``"ray"``: Ray tasks with fractional GPU requests, on this machine or a cluster
+  (:mod:`.ray_executor`; needs ``pip install "nbkit[cluster]"``).
 
 A run computes the same numbers wherever it runs: each worker seeds as the local loop
 does and uses the driver's number of torch threads.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import copy
 import importlib
 import multiprocessing
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -46,28 +49,39 @@ class Task:
 
 
 def execute(task: Task) -> dict:
-    """Run one task here: ``{"run_id", "result", "seconds"}``, or ``{"run_id",
-    "error"}`` when the run kind raised."""
+    """Run one task here: ``{"run_id", "result", "seconds", "where"}``, or ``{"run_id",
+    "error"}`` when the run kind raised. ``where`` names the device and host that ran it
+    (a worker of a cluster chooses its own device when ``task.device`` is None), and
+    ``resumed_from_epoch`` the epoch of the checkpoint the run started from, if any."""
     import torch
 
     import nbkit
     from nbkit.device import get as get_device
+    from nbkit.train import checkpoint_epoch
 
     from .spec import RUN_KINDS
+    from .store import device_name
 
     importlib.import_module(task.module)  # registers the kind in a fresh worker
     if task.threads:
         torch.set_num_threads(int(task.threads))
     if "seed" in task.config:
         nbkit.seed(int(task.config["seed"]))
+    dev = get_device(task.device)
+    resumed = checkpoint_epoch(task.options["checkpoint"]) if "checkpoint" in task.options \
+        else None
     t0 = time.perf_counter()
     try:
-        result = RUN_KINDS[task.kind](copy.deepcopy(task.config),
-                                      device=get_device(task.device), **task.options)
+        result = RUN_KINDS[task.kind](copy.deepcopy(task.config), device=dev, **task.options)
     except Exception as e:  # reported to the driver, which applies its on_error
         return {"run_id": task.run_id, "error": f"{type(e).__name__}: {e}"}
-    return {"run_id": task.run_id, "result": result,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    outcome = {"run_id": task.run_id, "result": result,
+               "seconds": round(time.perf_counter() - t0, 3),
+               "where": {"device": str(dev), "device_name": device_name(dev),
+                         "host": socket.gethostname()}}
+    if resumed is not None:
+        outcome["resumed_from_epoch"] = resumed
+    return outcome
 
 
 class LocalExecutor:
@@ -155,13 +169,29 @@ class ProcessExecutor:
                     suspects.append(task)
 
 
-EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor}
+def _ray(**options):
+    from .ray_executor import RayExecutor  # Ray itself is imported only when a sweep runs
+
+    return RayExecutor(**options)
 
 
-def make(name: str = "local", **options):
-    """An executor by name: ``"local"`` or ``"process"`` (``workers=``, ``max_retries=``).
-    """
+EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor, "ray": _ray}
+
+
+def make(name: str = "local", *, workers: int = 2, max_retries: int = 2,
+         gpus_per_run: float | None = None, cpus_per_run: float | None = None,
+         address: str | None = None):
+    """An executor by name: ``"local"``; ``"process"`` (``workers``, ``max_retries``); or
+    ``"ray"`` (``gpus_per_run``, ``cpus_per_run``, ``address``, ``max_retries``)."""
     if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; choose one of {sorted(EXECUTORS)} "
-                         "(a Ray backend is not part of nbkit yet)")
-    return EXECUTORS[name](**options)
+        raise ValueError(f"unknown executor {name!r}; choose one of {sorted(EXECUTORS)}")
+    ray_only = {k: v for k, v in (("gpus_per_run", gpus_per_run),
+                                  ("cpus_per_run", cpus_per_run), ("address", address))
+                if v is not None}
+    if name == "ray":
+        return _ray(max_retries=max_retries, **ray_only)
+    if ray_only:
+        raise ValueError(f"{', '.join(ray_only)} only apply to executor='ray', not {name!r}")
+    if name == "process":
+        return ProcessExecutor(workers=workers, max_retries=max_retries)
+    return LocalExecutor()

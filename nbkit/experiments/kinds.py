@@ -58,14 +58,17 @@ _PRUNED_KEYS = ("density", "layers", "sizes", "layer_density", "collapsed",
 
 
 @register_kind("train_pruned", prepare=_load)
-def train_pruned(config: dict, *, device, compile: bool = False) -> dict:
+def train_pruned(config: dict, *, device, compile: bool = False, checkpoint=None,
+                 checkpoint_every: int = 1) -> dict:
     """Prune at init (unless ``method`` is "dense"), then train with ``config["train"]``
-    (:func:`nbkit.studies.pruned_training.train_pruned`; ``compile`` is passed on).
+    (:func:`nbkit.studies.pruned_training.train_pruned`; ``compile`` and the
+    ``checkpoint`` path are passed on).
     Returns the final ``test_acc`` (a fraction), its best over epochs, the training
     history and the pruning measurements."""
     s = pruned_training.Settings.from_config(config)
     run = pruned_training.train_pruned(config["method"], float(config["log10_rho"]), s,
-                                       seed=s.seed, device=device, compile=compile)
+                                       seed=s.seed, device=device, compile=compile,
+                                       checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     result = {k: run[k] for k in _PRUNED_KEYS if k in run}
     result["density"] = 10.0 ** -run["log10_rho"]
     result["history"] = _history(run["history"])
@@ -73,16 +76,19 @@ def train_pruned(config: dict, *, device, compile: bool = False) -> dict:
 
 
 @register_kind("train_rule", prepare=_load)
-def train_rule(config: dict, *, device, compile: bool = False) -> dict:
+def train_rule(config: dict, *, device, compile: bool = False, checkpoint=None,
+               checkpoint_every: int = 1) -> dict:
     """Train ``config["model"]`` with ``config["rule"]``
     (:func:`nbkit.studies.learning_rules.train_rule`) and return the final ``test_acc``,
     the history, the resolved rule ``settings``, and per layer over training
     ``weight_angles`` (W against Bᵀ), ``delta_angles`` (the global δ angle: the rule's
     δx against full backprop's, on a fixed test batch), ``local_delta_angles`` (B δy
     against Wᵀ δy) and ``norm_ratios`` (‖B‖/‖W‖), each as ``{"steps": [...],
-    "layers": {layer: [value per logged step]}}``. ``compile`` is passed on."""
+    "layers": {layer: [value per logged step]}}``. ``compile`` and the ``checkpoint``
+    path are passed on."""
     s = learning_rules.Settings.from_config(config)
-    run = learning_rules.train_rule(config["rule"], s, device=device, compile=compile)
+    run = learning_rules.train_rule(config["rule"], s, device=device, compile=compile,
+                                    checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     finite = run["finite"]
     accs = run["history"]["test_acc"]
     return {"test_acc": run["test_acc"][-1] if finite else math.nan,  # stored as null

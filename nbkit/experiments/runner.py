@@ -206,7 +206,9 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
           overrides: dict | None = None, limit: int | None = None, shard=None,
           progress: bool = True, on_error: str = "raise",
           time_budget: float | None = None, compile: bool = False,
-          executor: str = "local", workers: int = 2, max_retries: int = 2) -> SweepReport:
+          executor="local", workers: int = 2, max_retries: int = 2,
+          gpus_per_run: float | None = None, cpus_per_run: float | None = None,
+          address: str | None = None, checkpoint_every: int = 1) -> SweepReport:
     """Run every run of ``experiment``'s ``variant`` that has no valid result in ``out``.
 
     Args:
@@ -225,10 +227,17 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
             the provenance but is not part of a run's identity, so runs made with and
             without it are the same runs. Only for run kinds that train.
         executor: where runs run (:mod:`.executors`): ``"local"`` (this process, one
-            after another) or ``"process"`` (``workers`` fresh processes of this machine;
-            a run whose worker dies is retried up to ``max_retries`` times). Either way
-            only this process writes results, so the files, the run identity and
-            ``collect`` are the same.
+            after another), ``"process"`` (``workers`` fresh processes of this machine;
+            a run whose worker dies is retried up to ``max_retries`` times) or ``"ray"``
+            (Ray tasks of ``gpus_per_run`` GPUs and ``cpus_per_run`` CPUs each, retried
+            ``max_retries`` times; ``address="auto"`` joins a running cluster, None starts
+            one on this machine, on 127.0.0.1). Whichever runs them, only this process
+            writes results, so the files, the run identity and ``collect`` are the same.
+        checkpoint_every: a run kind that trains saves a checkpoint every this many
+            epochs under ``out/.checkpoints`` (0: none); a run started again (after a
+            crash, a kill, a preemption) resumes from its checkpoint, and its
+            provenance says from which epoch. A run's checkpoint is deleted once its
+            result is written.
     """
     if on_error not in ("raise", "continue"):
         raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
@@ -238,11 +247,24 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
                          f"registered; known kinds: {sorted(RUN_KINDS)}")
     kind = RUN_KINDS[exp.kind]
     options = {"compile": True} if compile else {}
-    if compile and "compile" not in inspect.signature(kind).parameters:
+    takes = inspect.signature(kind).parameters
+    if compile and "compile" not in takes:
         raise ValueError(f"run kind {exp.kind!r} of experiment {exp.name!r} trains "
                          "nothing, so compile=True has no meaning for it; leave it off")
-    pool = _executors.make(executor, **({"workers": workers, "max_retries": max_retries}
-                                        if executor != "local" else {}))
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
+            or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be an int >= 0 (0: no checkpoints), got "
+                         f"{checkpoint_every!r}")
+    if isinstance(executor, str):
+        pool = _executors.make(executor, workers=workers, max_retries=max_retries,
+                               gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+                               address=address)
+    elif callable(getattr(executor, "run", None)):
+        pool, executor = executor, getattr(executor, "name", type(executor).__name__)
+    else:
+        raise ValueError(f"executor must be a name ({sorted(_executors.EXECUTORS)}) or an "
+                         f"object with a run(tasks, may_start) method, got {executor!r}")
+    checkpoints = checkpoint_every > 0 and "checkpoint" in takes
     out = Path(out) if out is not None else DEFAULT_OUT / "raw" / exp.name / variant
     runs = plan(exp, variant, out, seeds, overrides, limit, shard)
     report = SweepReport(exp.name, variant, out, total=len(runs))
@@ -268,6 +290,7 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
 
     import nbkit
     from nbkit.device import get as get_device
+    from nbkit.train import checkpoint_epoch
 
     dev = get_device(device)
     static = {**store.provenance(dev), "compile": bool(compile), "executor": executor}
@@ -278,10 +301,16 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
     longest = 0.0
     bar = tqdm(total=len(runs), initial=report.already_done, desc=f"{exp.name}/{variant}",
                unit="run", disable=not progress, dynamic_ncols=True)
+    def run_options(run: Run) -> dict:
+        if not checkpoints:
+            return options
+        return {**options, "checkpoint": str(_checkpoint_path(out, run.run_id)),
+                "checkpoint_every": checkpoint_every}
+
     if executor != "local":
         try:
-            _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, out,
-                             report, bar, on_error, time_budget, t_start)
+            _sweep_elsewhere(pool, exp, variant, pending, kind, device, dev, run_options,
+                             static, out, report, bar, on_error, time_budget, t_start)
         finally:
             bar.close()
             claims.tidy(out)
@@ -299,10 +328,13 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
             bar.set_postfix_str(run.run_id.split("--")[0][:60])
             if "seed" in run.config:
                 nbkit.seed(int(run.config["seed"]))
+            run_opts = run_options(run)
+            resumed = (checkpoint_epoch(run_opts["checkpoint"]) if "checkpoint" in run_opts
+                       else None)
             t0 = time.perf_counter()
             try:
                 try:
-                    result = kind(copy.deepcopy(run.config), device=dev, **options)
+                    result = kind(copy.deepcopy(run.config), device=dev, **run_opts)
                 except Exception as e:
                     if on_error == "raise":
                         raise
@@ -312,11 +344,13 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
                 seconds = time.perf_counter() - t0
                 longest = max(longest, seconds)
                 prov = {**static, "date": store.provenance_date(),
-                        "seconds": round(seconds, 3)}
+                        "seconds": round(seconds, 3),
+                        **({"resumed_from_epoch": resumed} if resumed is not None else {})}
                 store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
                                          "variant": variant, "kind": exp.kind,
                                          "run_id": run.run_id, "config": run.config,
                                          "result": result, "provenance": prov})
+                _checkpoint_path(out, run.run_id).unlink(missing_ok=True)
             finally:
                 claims.release(out, run.run_id)
             report.ran += 1
@@ -342,8 +376,13 @@ def _take(out: Path, run: Run, report: SweepReport) -> bool:
     return True
 
 
-def _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, out, report,
-                     bar, on_error, time_budget, t_start):
+def _checkpoint_path(out: Path, run_id: str) -> Path:
+    """Where a training run of the sweep in ``out`` keeps its checkpoint."""
+    return out / ".checkpoints" / f"{store.slug(run_id)}.pt"
+
+
+def _sweep_elsewhere(pool, exp, variant, pending, kind, device, dev, run_options, static,
+                     out, report, bar, on_error, time_budget, t_start):
     """The sweep's loop for an executor other than this process: tasks out, records in
     (written here, in the order they finish)."""
     import torch
@@ -357,8 +396,11 @@ def _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, ou
             return False
         return True
 
+    # a cluster's worker picks its own device unless the sweep was given one
+    task_device = None if device is None and getattr(pool, "device_on_worker", False) \
+        else str(dev)
     tasks = (_executors.Task(exp.kind, kind.__module__, run.config, run.run_id,
-                             str(dev), options, torch.get_num_threads())
+                             task_device, run_options(run), torch.get_num_threads())
              for run in pending if _take(out, run, report))  # claimed as they are started
     by_id = {run.run_id: run for run in pending}
     for task, outcome in pool.run(tasks, may_start):
@@ -370,12 +412,16 @@ def _sweep_elsewhere(pool, exp, variant, pending, kind, dev, options, static, ou
                 bar.update(1)
                 continue
             longest[0] = max(longest[0], outcome["seconds"])
-            prov = {**static, "date": store.provenance_date(), "seconds": outcome["seconds"]}
+            prov = {**static, **outcome.get("where", {}), "date": store.provenance_date(),
+                    "seconds": outcome["seconds"]}
+            if outcome.get("resumed_from_epoch") is not None:
+                prov["resumed_from_epoch"] = outcome["resumed_from_epoch"]
             store.write_record(out, {"schema": store.SCHEMA, "experiment": exp.name,
                                      "variant": variant, "kind": exp.kind,
                                      "run_id": task.run_id,
                                      "config": by_id[task.run_id].config,
                                      "result": outcome["result"], "provenance": prov})
+            _checkpoint_path(out, task.run_id).unlink(missing_ok=True)
         finally:  # after the record is written: no other driver can start it in between
             claims.release(out, task.run_id)
         report.ran += 1

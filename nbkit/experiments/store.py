@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["SCHEMA", "canonical", "config_hash", "run_filename", "jsonable", "write_record",
-           "read_record", "scan", "provenance", "provenance_date", "clean_temporaries",
-           "temporaries", "write_text_atomic", "slug"]
+           "read_record", "scan", "provenance", "provenance_date", "device_name",
+           "clean_temporaries", "temporaries", "write_text_atomic", "slug"]
 
 SCHEMA = "nbkit.experiments/1"
 REQUIRED = ("schema", "experiment", "kind", "run_id", "config", "result", "provenance", "digest")
@@ -190,7 +190,7 @@ def _git(*args) -> str | None:
     return out.stdout.strip()
 
 
-def _device_name(device) -> str:
+def device_name(device) -> str:
     import torch
 
     dev = torch.device(device)
@@ -230,7 +230,7 @@ def provenance(device) -> dict:
         "git_commit": commit,
         "git_dirty": None if status is None else bool(status),
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),

@@ -101,7 +101,8 @@ def _snapshot(run: dict) -> dict:
             for k, v in run.items()}
 
 
-def iter_rule(rule: str, settings: Settings = QUICK, *, device=None, compile: bool = False):
+def iter_rule(rule: str, settings: Settings = QUICK, *, device=None, compile: bool = False,
+              checkpoint=None, checkpoint_every: int = 1):
     """Train ``settings.model`` with ``rule`` and yield the run so far after every
     ``settings.log_every`` steps (the first time before training, the last time with
     the finished run).
@@ -115,14 +116,35 @@ def iter_rule(rule: str, settings: Settings = QUICK, *, device=None, compile: bo
     ``history`` (of :func:`nbkit.train.fit`), ``coefficients`` (the resolved rule settings),
     ``finite`` (the loss and every parameter stayed finite), ``diverged_at`` (the step
     whose loss was NaN or infinite, where training stopped; None) and ``seconds``.
+
+    ``checkpoint``, a file path, saves the training and the run's logs there after each
+    epoch and resumes from it when it exists (:func:`nbkit.train.iter_fit`): the
+    finished run is the same.
     """
     rules.get(rule)  # a clear error for an unknown name, before any work
     dev = _device.get(device)
     with _device.cpu_threads(settings.threads, dev):
-        yield from _iter_rule(rule, settings, dev, compile)
+        yield from _iter_rule(rule, settings, dev, compile, checkpoint,
+                              checkpoint_every)
 
 
-def _iter_rule(rule, settings, dev, compile):
+class _RunLog:
+    """The run's logs and running totals, kept in a training checkpoint (a callback
+    with nothing to do but ``state_dict``/``load_state_dict``)."""
+
+    def __init__(self, run: dict, tally: dict):
+        self.run, self.tally = run, tally
+
+    def state_dict(self) -> dict:
+        return {"run": self.run, "tally": self.tally}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.run.clear()
+        self.run.update(saved["run"])
+        self.tally.update(saved["tally"])
+
+
+def _iter_rule(rule, settings, dev, compile, checkpoint=None, checkpoint_every: int = 1):
     t0 = time.perf_counter()
     ds = dataset(settings.data, device=dev, image_size=settings.image_size)
     ds = ds.subset(test=settings.eval_samples, seed=settings.seed)
@@ -157,11 +179,13 @@ def _iter_rule(rule, settings, dev, compile):
     log(0, total, {"train_loss": None, "train_acc": None, "test_loss": test_loss,
                    "test_acc": test_acc})
     yield _snapshot(run)
-    seen, loss_sum, correct = 0, 0.0, 0
+    tally = {"seen": 0, "loss_sum": 0.0, "correct": 0}
     state, diverged = None, None
     steps_iter = train.iter_fit(net, ds, device=dev, progress=False, seed=settings.seed,
-                                callbacks=callbacks, compile=compile,
-                                every=settings.log_every, **settings.train)
+                                callbacks=[*callbacks, _RunLog(run, tally)], compile=compile,
+                                every=settings.log_every, checkpoint=checkpoint,
+                                checkpoint_every=checkpoint_every,
+                                **settings.train)
     while True:
         try:
             state = next(steps_iter)
@@ -176,10 +200,11 @@ def _iter_rule(rule, settings, dev, compile):
         else:
             test_loss, test_acc = train.evaluate(net, ds, device=dev)
         now_loss, now_correct = float(state.loss_sum), int(state.correct)
-        n = max(state.seen - seen, 1)
-        losses = {"train_loss": (now_loss - loss_sum) / n, "train_acc": (now_correct - correct) / n,
+        n = max(state.seen - tally["seen"], 1)
+        losses = {"train_loss": (now_loss - tally["loss_sum"]) / n,
+                  "train_acc": (now_correct - tally["correct"]) / n,
                   "test_loss": test_loss, "test_acc": test_acc}
-        seen, loss_sum, correct = state.seen, now_loss, now_correct
+        tally.update(seen=state.seen, loss_sum=now_loss, correct=now_correct)
         if run["steps"][-1] != state.step:
             log(state.step, state.total_steps, losses)
         if state.step < state.total_steps:  # the finished run is yielded once, below
@@ -194,18 +219,21 @@ def _iter_rule(rule, settings, dev, compile):
     yield _snapshot(run)
 
 
-@cached(maxsize=128, ignore=("compile",))
-def _train_rule(rule, settings, dev, *, compile=False) -> dict:
+@cached(maxsize=128, ignore=("compile", "checkpoint", "checkpoint_every"))
+def _train_rule(rule, settings, dev, *, compile=False, checkpoint=None,
+                checkpoint_every: int = 1) -> dict:
     run = None
-    for run in iter_rule(rule, settings, device=dev, compile=compile):  # noqa: B007
+    for run in iter_rule(rule, settings, device=dev, compile=compile,  # noqa: B007
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every):
         pass
     return run
 
 
 def train_rule(rule: str, settings: Settings = QUICK, *, device=None,
-               compile: bool = False) -> dict:
+               compile: bool = False, checkpoint=None, checkpoint_every: int = 1) -> dict:
     """The finished run of :func:`iter_rule` (cached per rule, settings and device)."""
-    return _train_rule(rule, settings, _device.get(device), compile=compile)
+    return _train_rule(rule, settings, _device.get(device), compile=compile,
+                       checkpoint=checkpoint, checkpoint_every=checkpoint_every)
 
 
 def compare(rule_names, settings: Settings = QUICK, *, device=None):

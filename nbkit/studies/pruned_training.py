@@ -109,7 +109,7 @@ def settings(mode: str = "quick", **changes) -> Settings:
 
 def train_pruned(method: str, log10_rho: float = 0.0, settings: Settings = QUICK, *,
                  shuffle: bool = False, seed: int | None = None, device=None,
-                 compile: bool = False) -> dict:
+                 compile: bool = False, checkpoint=None, checkpoint_every: int = 1) -> dict:
     """Build ``settings.model``, prune it at init with ``method`` to density
     10^-log10_rho (``"dense"`` skips pruning), train it with ``settings.train``, and
     return (cached):
@@ -124,6 +124,8 @@ def train_pruned(method: str, log10_rho: float = 0.0, settings: Settings = QUICK
     densities, random positions). The same seed gives the same initial weights, so a
     run and its shuffled twin differ only in where the kept weights sit. ``compile``
     trains with ``torch.compile`` (an execution setting: not part of the cache key).
+    ``checkpoint``, a file path, saves the training there after each epoch and resumes
+    from it when it exists (:func:`nbkit.train.iter_fit`); the result is the same.
     """
     if method != DENSE and method not in PRUNERS:
         raise ValueError(f"unknown pruner {method!r}; choose one of {list(PRUNERS)} or "
@@ -131,16 +133,20 @@ def train_pruned(method: str, log10_rho: float = 0.0, settings: Settings = QUICK
     log10_rho = 0.0 if method == DENSE else float(log10_rho)
     seed = settings.seed if seed is None else int(seed)
     return _train_pruned(method, log10_rho, settings, bool(shuffle), seed, _device.get(device),
-                         compile=compile)
+                         compile=compile, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every)
 
 
-@cached(maxsize=256, ignore=("compile",))
-def _train_pruned(method, log10_rho, settings, shuffle, seed, dev, *, compile=False) -> dict:
+@cached(maxsize=256, ignore=("compile", "checkpoint", "checkpoint_every"))
+def _train_pruned(method, log10_rho, settings, shuffle, seed, dev, *, compile=False,
+                  checkpoint=None, checkpoint_every: int = 1) -> dict:
     with _device.cpu_threads(settings.threads, dev):
-        return _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile)
+        return _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile,
+                                checkpoint, checkpoint_every)
 
 
-def _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile) -> dict:
+def _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile,
+                     checkpoint=None, checkpoint_every: int = 1) -> dict:
     t0 = time.perf_counter()
     ds = dataset(settings.data, device=dev)
     num_classes = settings.num_classes or ds.num_classes
@@ -164,6 +170,7 @@ def _prune_and_train(method, log10_rho, settings, shuffle, seed, dev, compile) -
     kept = sum(int(masks[n].sum()) if n in masks else sizes[n] for n in sizes)
     effective = float(pruning.effective_density(model)) if method != DENSE else 1.0
     history = train.fit(model, ds, seed=seed, device=dev, progress=False, compile=compile,
+                        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                         **settings.train)
     test_acc = history["test_acc"][-1]
     return {"method": method, "log10_rho": log10_rho, "shuffle": shuffle, "seed": seed,
