@@ -398,7 +398,7 @@ def test_accuracy_summary_reports_dense_and_relative_accuracy():
 
 def test_declared_full_grids_are_the_papers():
     lc = runner.plan(E.get("layer_collapse"), "full", "out")
-    assert len(lc) == 3 * 5 * 25
+    assert len(lc) == 3 * 6 * 25  # the five pruners and the paper's own GraSP
     assert sorted({r.config["log10_rho"] for r in lc}) == [i * 0.25 for i in range(25)]
     assert all(r.config["model"] == "vgg16_bn" and r.config["data"] == "cifar10" for r in lc)
     # every pruner iterates as often as its registry entry says (the paper: SynFlow 100)
@@ -407,8 +407,9 @@ def test_declared_full_grids_are_the_papers():
 
     its = {r.config["method"]: collapse.Settings.from_config(r.config).iterations_for(
         r.config["method"]) for r in lc}
-    assert its == {"random": 1, "magnitude": 1, "snip": 1, "grasp": 1, "synflow": 100}
-    assert {r.config["method"] for r in lc} == set(nbkit.pruning.methods())
+    assert its == {"random": 1, "magnitude": 1, "snip": 1, "grasp": 1, "grasp_paper": 1,
+                   "synflow": 100}
+    assert {r.config["method"] for r in lc} == set(nbkit.pruning.methods(variants=True))
 
     avc = runner.plan(E.get("accuracy_vs_compression"), "full", "out")
     assert len(avc) == 3 * (5 * 3 + 1)
@@ -490,7 +491,7 @@ def test_cli_from_a_shell(tmp_path):
 def test_quick_layer_collapse_keeps_exact_counts_and_synflow_outlasts_magnitude(tmp_path,
                                                                               one_thread):
     report = E.sweep("layer_collapse", "quick", tmp_path, device="cpu", progress=False)
-    assert report.ran == report.total == 35
+    assert report.ran == report.total == 42  # 7 compressions x 6 pruners
     records, _ = store.scan(tmp_path)
     for r in records:
         res = r["result"]

@@ -288,7 +288,7 @@ BAD = [
     (dict(method="synflow", density=float("nan")), "density must be in"),
     (dict(method="synflow", density="half"), "density must be a number"),
     (dict(method="obd", density=0.5), "valid methods are: random, magnitude, snip, grasp, "
-                                      "synflow"),
+                                      "grasp_paper, synflow"),
     (dict(method="snip", density=0.5), "pass data="),
     (dict(method="grasp", density=0.5), "pass data="),
     (dict(method="synflow", density=1e-6), "fewer than one per prunable layer"),

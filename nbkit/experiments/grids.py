@@ -29,6 +29,7 @@ __all__ = ["RECIPES", "PRUNERS", "RULES", "LOG10_RHO_FIG1", "LAYER_COLLAPSE",
            "ACCURACY_VS_COMPRESSION", "LEARNING_RULES"]
 
 PRUNERS = pruning.methods()      # registry order: random, magnitude, snip, grasp, synflow
+FIG1_PRUNERS = pruning.methods(variants=True)  # and the paper's own GraSP, after grasp
 RULES = rules.ordered()          # display order: backprop first
 LOG10_RHO_FIG1 = [i / 4 for i in range(25)]  # 0, 0.25, ..., 6 (exact binary fractions)
 
@@ -58,9 +59,10 @@ LAYER_COLLAPSE = register_experiment(Experiment(
           "prunable layer has density 0.",
     variants={
         "full": {"base": _base(collapse.FULL.replace(data="cifar10"), VGG16),
-                 "axes": {"seed": [0, 1, 2], "method": PRUNERS, "log10_rho": LOG10_RHO_FIG1}},
+                 "axes": {"seed": [0, 1, 2], "method": FIG1_PRUNERS,
+                          "log10_rho": LOG10_RHO_FIG1}},
         "quick": {"base": _base(collapse.QUICK, SMALL_CONV),
-                  "axes": {"seed": [0], "method": PRUNERS,
+                  "axes": {"seed": [0], "method": FIG1_PRUNERS,
                            "log10_rho": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]}},
     },
     summarize=summary.layer_collapse,

@@ -12,12 +12,21 @@ import math
 import statistics
 from collections import defaultdict
 
+from ..pruning import scores as _scores
+
 __all__ = ["layer_collapse", "accuracy_vs_compression", "learning_rules", "two_routes", "critical",
            "compact_history",
            "PAPER_CRITICAL", "PAPER_ACCURACY", "PAPER_RULE_ERROR"]
 
 # Critical log10 compression, VGG-16-BN on CIFAR-100 (Fig. 1), median of 3 seeds.
 PAPER_CRITICAL = {"random": 3.5, "magnitude": 2.75, "snip": 3.5, "grasp": 3.5, "synflow": 6.0}
+
+
+def _published_as(method: str) -> str:
+    """The published curve a pruner is compared with: a variant's is its parent's (the
+    paper's GraSP curve was made by the code ``grasp_paper`` reproduces)."""
+    scorer = _scores.SCORERS.get(method)
+    return scorer.variant_of if scorer is not None and scorer.variant_of else method
 
 # Top-1 (%) of VGG-16-BN on CIFAR-10 after 160 epochs (Fig. 6), mean of 3 seeds, keyed by
 # log10 rho; "dense" is the paper's dense VGG-16 accuracy.
@@ -102,8 +111,9 @@ def layer_collapse(records: list) -> dict:
         out["critical_per_seed"][method] = per_seed
         out["critical"][method] = med
         out["critical_disconnected"][method] = _median(disc)
-        if method in PAPER_CRITICAL and med is not None:
-            out["difference_from_paper"][method] = med - PAPER_CRITICAL[method]
+        paper = PAPER_CRITICAL.get(_published_as(method))
+        if paper is not None and med is not None:
+            out["difference_from_paper"][method] = med - paper
         out["density"][method] = {
             rho: [_mean(col) for col in zip(*rows)]
             for rho, rows in sorted(dens[method].items(), key=lambda kv: float(kv[0]))}

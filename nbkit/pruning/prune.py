@@ -93,7 +93,8 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
           invert: bool = False, shuffle: bool = False, reinitialize: bool = False,
           prunable=None, input_shape=None, num_batches: int | None = None,
           progress: bool = False, history: list | None = None,
-          linearize: bool = False) -> dict[str, torch.Tensor]:
+          linearize: bool = False, temperature: float | None = None
+          ) -> dict[str, torch.Tensor]:
     """Prune ``model`` in place to ``density`` and return its masks.
 
     Args:
@@ -129,6 +130,9 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
             same scores for a ReLU network; scores instead of zeros for one with
             saturating activations (ReLU6 in MobileNetV2, Hardtanh, sigmoid), where the
             all-ones input saturates every unit and no flow gets through.
+        temperature: GraSP's temperature, which divides the logits (default: the
+            scorer's own, 200 for ``"grasp"`` and 1 for ``"grasp_paper"``); an error for
+            a scorer without one.
 
     Raises:
         ValueError: for a gradient-based score (SNIP, GraSP, SynFlow), when a layer's
@@ -154,6 +158,7 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
     if linearize and not scorer.linearizable:
         raise ValueError(f"linearize=True applies to SynFlow's data-free objective; "
                          f"{scorer.name!r} scores the network as it is")
+    temperature = _scores.temperature_for(scorer, temperature)
     if scorer.needs_input_shape:
         reads = [f"{n} ({type(m).__name__})" for n, m, kind in _layers.weight_layers(model)
                  if not kind.float_input]
@@ -220,7 +225,7 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
     params = prunable_parameters(model, prunable)  # .to() may have replaced tensors
 
     run = _Run(model, scorer, params, alive0, groups, targets, dev, shape, batches,
-               invert, history is not None, progress, linearize)
+               invert, history is not None, progress, linearize, temperature)
     result = run(dtype)
     if result is None:  # SynFlow's R overflowed or underflowed: redo it all in float64
         result = run(torch.float64)
@@ -246,15 +251,17 @@ def prune(model: nn.Module, method: str, density: float, iterations: int = 1,
 
 
 def score(model: nn.Module, method: str, data=None, *, prunable=None, input_shape=None,
-          num_batches: int | None = None, dtype: torch.dtype | None = None
-          ) -> dict[str, torch.Tensor]:
+          num_batches: int | None = None, dtype: torch.dtype | None = None,
+          temperature: float | None = None) -> dict[str, torch.Tensor]:
     """One round of ``method``'s scores for the prunable parameters, without pruning.
 
     Returns ``{name: scores}`` shaped like the parameters (higher means keep); weights
     that are already masked get -inf. ``dtype`` computes in another precision (e.g.
-    ``torch.float64``). The model is left exactly as it was.
+    ``torch.float64``); ``temperature`` is GraSP's (see :func:`prune`). The model is left
+    exactly as it was.
     """
     scorer = _scores.get(method)
+    temperature = _scores.temperature_for(scorer, temperature)
     params = prunable_parameters(model, prunable)
     if not params:
         raise ValueError("the model has no prunable layer (Linear or Conv2d weights)")
@@ -271,7 +278,8 @@ def score(model: nn.Module, method: str, data=None, *, prunable=None, input_shap
     run = _Run(model, scorer, params, alive0, [(0, n)], [[n]], dev, shape, batches, False,
                False, False)
     _, _, alive, weights, outs, alive_views = run._buffers(dtype)
-    ctx = _scores.ScoreContext(alive=alive_views, batches=batches, input_shape=shape)
+    ctx = _scores.ScoreContext(alive=alive_views, batches=batches, input_shape=shape,
+                               temperature=temperature)
     with eval_mode(model):
         scorer.fn(model, weights, outs, ctx)
     return {name: torch.where(alive_views[name], o.abs() if scorer.abs_scores else o,
@@ -282,9 +290,9 @@ class _Run:
     """One pass of the pruning loop in one dtype; returns None if SynFlow's R failed."""
 
     def __init__(self, model, scorer, params, alive0, groups, targets, device, input_shape,
-                 batches, invert, record, progress, linearize=False):
+                 batches, invert, record, progress, linearize=False, temperature=None):
         self.model, self.scorer, self.params = model, scorer, params
-        self.linearize = linearize
+        self.linearize, self.temperature = linearize, temperature
         self.alive0, self.groups, self.targets = alive0, groups, targets
         self.device, self.input_shape, self.batches = device, input_shape, batches
         self.invert, self.record, self.progress = invert, record, progress
@@ -321,7 +329,8 @@ class _Run:
         flat_w, flat_s, alive, weights, outs, alive_views = self._buffers(dtype)
         ctx = _scores.ScoreContext(alive=alive_views, batches=[
             (x.to(dtype) if x.is_floating_point() else x, y) for x, y in self.batches],
-            input_shape=self.input_shape, linearize=self.linearize)
+            input_shape=self.input_shape, linearize=self.linearize,
+            temperature=self.temperature)
         idx = [_positions(alive[o:o + s], o) for o, s in self.groups]
         cpu = (LOOP or ("live" if self.device.type == "cpu" else "sort")) == "live"
         live = [LiveSet(i) for i in idx] if cpu else None

@@ -15,6 +15,11 @@ Scores of masked weights are ignored by the pruning loop (they count as -inf).
 | synflow   | \\|∂R/∂θ ⊙ θ\\|, R = 1ᵀ(∏ₗ\\|θ⁽ˡ⁾\\|)1         | no   |
 
 L is the cross-entropy (mean over a batch) summed over the pruning batches.
+
+A *variant* scores like another entry with different settings, and is left out of
+:func:`names` unless asked for: ``grasp_paper`` is GraSP as the SynFlow paper's own code
+ran it when it made the published Fig. 1 and Fig. 6 (temperature 1, keep high -(H g) ⊙ θ;
+the code gained T = 200 on 23 June 2020 and flipped the sign on 7 August 2020).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from .masks import is_pruned, locate
 __all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get", "needs_data",
            "iterations_for", "label", "GRASP_TEMPERATURE"]
 
-GRASP_TEMPERATURE = 200.0
+GRASP_TEMPERATURE = 200.0  # Wang et al.'s, and the SynFlow code's since 23 June 2020
 
 
 @dataclass
@@ -47,6 +52,8 @@ class ScoreContext:
     input_shape: shape of one input for data-free passes (None: see DESIGN).
     cache: scratch space kept across the iterations of one pruning run.
     linearize: score the network with its activations removed (SynFlow only).
+    temperature: what the logits are divided by, for a scorer that has a temperature
+        (None: the scorer's own, :attr:`Scorer.temperature`).
     """
 
     alive: dict
@@ -54,6 +61,7 @@ class ScoreContext:
     input_shape: tuple | None = None
     cache: dict = field(default_factory=dict)
     linearize: bool = False
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class Scorer:
         whose scores are all 0 (or not finite) is a layer the objective does not reach:
         pruning it would be arbitrary, and the pruning loop refuses.
     linearizable: the scorer can score the linearised network (``linearize=True``).
+    temperature: the scorer divides the logits by this temperature by default, and takes
+        ``temperature=`` (GraSP: 200; None: it has no temperature).
+    variant_of: the entry this one is a variant of (same score, other settings); such
+        an entry is compared with its parent's published numbers and is listed by
+        :func:`names` only with ``variants=True``.
     """
 
     name: str
@@ -87,6 +100,8 @@ class Scorer:
     label: str = ""
     flows: bool = False
     linearizable: bool = False
+    temperature: float | None = None
+    variant_of: str | None = None
 
 
 SCORERS: dict[str, Scorer] = {}
@@ -94,23 +109,42 @@ SCORERS: dict[str, Scorer] = {}
 
 def register(name: str, *, needs_data: bool = False, absolute: bool = False,
              abs_scores: bool = False, iterations: int = 1, needs_input_shape: bool = False,
-             label: str | None = None, flows: bool = False, linearizable: bool = False):
+             label: str | None = None, flows: bool = False, linearizable: bool = False,
+             temperature: float | None = None, variant_of: str | None = None):
     """Decorator adding a scorer function to :data:`SCORERS`."""
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"scorer {name!r}: iterations must be a positive int, got "
                          f"{iterations!r}")
+    if variant_of is not None and variant_of not in SCORERS:
+        raise ValueError(f"scorer {name!r}: variant_of={variant_of!r} is not registered")
 
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, needs_data, absolute, (fn.__doc__ or "").strip(),
                                abs_scores, iterations, needs_input_shape,
-                               label or name, flows, linearizable)
+                               label or name, flows, linearizable, temperature, variant_of)
         return fn
     return deco
 
 
-def names() -> list[str]:
-    """The registered score names."""
-    return list(SCORERS)
+def names(variants: bool = False) -> list[str]:
+    """The registered score names, in registration order; ``variants=True`` adds the
+    variants (``grasp_paper``)."""
+    return [n for n, s in SCORERS.items() if variants or s.variant_of is None]
+
+
+def temperature_for(scorer: Scorer, temperature: float | None) -> float | None:
+    """The temperature a run of ``scorer`` uses: ``temperature`` when given (checked),
+    else the scorer's own."""
+    if temperature is None:
+        return scorer.temperature
+    if scorer.temperature is None:
+        with_t = [n for n, s in SCORERS.items() if s.temperature is not None]
+        raise ValueError(f"{scorer.name!r} has no temperature; temperature= applies to "
+                         f"{', '.join(map(repr, with_t))}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not temperature > 0 or temperature == float("inf"):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    return float(temperature)
 
 
 def needs_data(method: str) -> bool:
@@ -208,22 +242,18 @@ def snip(model, weights, out, ctx):
     return total
 
 
-@register("grasp", needs_data=True, label="GraSP", flows=True)
-def grasp(model, weights, out, ctx):
-    """(H g) ⊙ θ with g = ∂L/∂θ (masked weights excluded), H the Hessian of L, logits
-    divided by a temperature of 200. The lowest scores are pruned: removing those
-    weights reduces the gradient norm least. Returns L (with the temperature).
-
-    Attention runs on PyTorch's math kernel here: the fused ones have no second
-    derivative, which the Hessian-vector product needs."""
+def _hessian_gradient(model, weights, out, ctx, temperature):
+    """Write H g into ``out``, g = ∂L/∂θ over the weights still alive, H the Hessian of L,
+    with the logits divided by ``temperature``; returns L. Attention runs on PyTorch's
+    math kernel here: the fused ones have no second derivative."""
     ws = _require_grad(weights)
     with substitute(model, _contiguous(weights)), sdpa_kernel([SDPBackend.MATH]):
         total = None
-        for i, loss in enumerate(_losses(model, ctx.batches, GRASP_TEMPERATURE)):
+        for i, loss in enumerate(_losses(model, ctx.batches, temperature)):
             _write(out, torch.autograd.grad(loss, ws, allow_unused=True), i == 0)
             total = loss.detach() if total is None else total + loss.detach()
         g = [o * a for o, a in zip(out.values(), ctx.alive.values())]
-        for i, loss in enumerate(_losses(model, ctx.batches, GRASP_TEMPERATURE)):
+        for i, loss in enumerate(_losses(model, ctx.batches, temperature)):
             grads = torch.autograd.grad(loss, ws, create_graph=True, allow_unused=True)
             z = sum((gr * gi).sum() for gr, gi in zip(grads, g) if gr is not None)
             if not torch.is_tensor(z) or not z.requires_grad:
@@ -231,8 +261,31 @@ def grasp(model, weights, out, ctx):
             else:
                 hg = torch.autograd.grad(z, ws, allow_unused=True)
             _write(out, hg, i == 0)
-    for w, o in zip(ws, out.values()):
+    return total
+
+
+@register("grasp", needs_data=True, label="GraSP", flows=True,
+          temperature=GRASP_TEMPERATURE)
+def grasp(model, weights, out, ctx):
+    """(H g) ⊙ θ with g = ∂L/∂θ (masked weights excluded), H the Hessian of L, logits
+    divided by a temperature (200 unless ``temperature=`` is given). The lowest scores
+    are pruned: removing those weights reduces the gradient norm least. Returns L (with
+    the temperature)."""
+    total = _hessian_gradient(model, weights, out, ctx, ctx.temperature or GRASP_TEMPERATURE)
+    for w, o in zip(weights.values(), out.values()):
         o.mul_(w.detach())
+    return total
+
+
+@register("grasp_paper", needs_data=True, label="GraSP (T=1)", flows=True,
+          temperature=1.0, variant_of="grasp")
+def grasp_paper(model, weights, out, ctx):
+    """GraSP as the SynFlow paper's code ran it for the published figures: -(H g) ⊙ θ,
+    the highest kept, with the logits divided by a temperature of 1 (unless
+    ``temperature=`` is given). Returns L."""
+    total = _hessian_gradient(model, weights, out, ctx, ctx.temperature or 1.0)
+    for w, o in zip(weights.values(), out.values()):
+        o.mul_(w.detach()).neg_()
     return total
 
 

@@ -18,7 +18,7 @@ from .. import data as _data
 from .. import device as _device
 from .. import models, pruning, train
 from .. import seed as seed_everything
-from .collapse import PRUNERS, describe_pruning
+from .collapse import describe_pruning
 from .common import StudySettings, cached, dataset, for_mode
 
 __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "DENSE", "PRUNERS",
@@ -26,6 +26,7 @@ __all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "DENSE", "PRUNERS",
            "pair_up", "describe"]
 
 DENSE = "dense"  # the unpruned reference run, trained like the others
+PRUNERS = tuple(pruning.methods())  # the paper's five pruners (Fig. 6 has no GraSP variant)
 
 
 @dataclass(frozen=True)

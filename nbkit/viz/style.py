@@ -17,6 +17,7 @@ PRUNER_COLORS = {
     "magnitude": "#D62728",
     "snip": "#1F77B4",
     "grasp": "#2CA02C",
+    "grasp_paper": "#8C6D1F",  # the paper's own GraSP (T = 1): olive brown, beside GraSP
     "synflow": "#FF7F0E",
 }
 
