@@ -107,3 +107,28 @@ def training_experiment(markers, *, stop_at: int = 2, epochs: int = 4, n: int = 
     return Experiment("exec_training", "trains_stopped_once",
                       {"full": {"base": base, "axes": {"seed": [0], "x": list(range(n))}}},
                       label=("x",))
+
+
+def records(out) -> dict:
+    """The run files in ``out``, by file name."""
+    import json
+
+    return {p.name: json.loads(p.read_text()) for p in sorted(Path(out).glob("*.json"))}
+
+
+def assert_same_as_local(tmp_path, experiment, variant: str = "full", **elsewhere) -> dict:
+    """Sweep ``experiment`` with the local loop and with ``elsewhere`` (an executor and its
+    options) into two folders; every run's config and result must be equal, bit for bit.
+    Returns the second folder's records."""
+    from nbkit import experiments as E
+
+    kwargs = {"device": "cpu", "progress": False, "limit": elsewhere.pop("limit", None)}
+    local = E.sweep(experiment, variant, tmp_path / "local", **kwargs)
+    other = E.sweep(experiment, variant, tmp_path / "other", **kwargs, **elsewhere)
+    assert local.ran == other.ran == local.total > 0
+    a, b = records(tmp_path / "local"), records(tmp_path / "other")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name]["result"] == b[name]["result"] and a[name]["config"] == b[name]["config"]
+        assert b[name]["provenance"]["executor"] == elsewhere["executor"]
+    return b

@@ -16,31 +16,14 @@ from nbkit import experiments as E
 from nbkit.experiments import executors
 
 
-def _records(out):
-    return {p.name: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
-
-
 def test_process_workers_write_the_same_results_as_the_local_loop(tmp_path):
-    exp = exec_kinds.experiment("seeded_noise")
-    local = E.sweep(exp, "full", tmp_path / "local", device="cpu", progress=False)
-    proc = E.sweep(exp, "full", tmp_path / "proc", device="cpu", progress=False,
-                   executor="process", workers=2)
-    assert local.ran == proc.ran == 6
-    a, b = _records(tmp_path / "local"), _records(tmp_path / "proc")
-    assert a.keys() == b.keys()
-    for name in a:  # bit for bit: the same floats, the same configs and ids
-        assert a[name]["result"] == b[name]["result"] and a[name]["config"] == b[name]["config"]
-        assert b[name]["provenance"]["executor"] == "process"
+    exec_kinds.assert_same_as_local(tmp_path, exec_kinds.experiment("seeded_noise"),
+                                    executor="process", workers=2)
 
 
 def test_a_quick_grid_matches_the_local_runner(tmp_path):
-    local = E.sweep("layer_collapse", "quick", tmp_path / "local", device="cpu",
-                    progress=False, limit=4)
-    proc = E.sweep("layer_collapse", "quick", tmp_path / "proc", device="cpu",
-                   progress=False, limit=4, executor="process", workers=2)
-    assert local.ran == proc.ran == 4
-    a, b = _records(tmp_path / "local"), _records(tmp_path / "proc")
-    assert a.keys() == b.keys() and all(a[n]["result"] == b[n]["result"] for n in a)
+    exec_kinds.assert_same_as_local(tmp_path, "layer_collapse", "quick", limit=4,
+                                    executor="process", workers=2)
 
 
 def test_a_killed_worker_has_its_run_retried_and_nothing_is_duplicated(tmp_path):
@@ -52,7 +35,7 @@ def test_a_killed_worker_has_its_run_retried_and_nothing_is_duplicated(tmp_path)
     assert report.ran == 4 and not report.failed
     assert sorted(p.name for p in markers.iterdir()) == [f"{x}.tried" for x in range(4)]
     assert sum(report.retried.values()) >= 4  # every run lost its first worker
-    records = _records(tmp_path / "out")
+    records = exec_kinds.records(tmp_path / "out")
     assert len(records) == 4
     assert sorted(r["result"]["value"] for r in records.values()) == [0, 2, 4, 6]
     again = E.sweep(exp, "full", tmp_path / "out", device="cpu", progress=False,
@@ -89,7 +72,7 @@ def test_two_drivers_on_one_folder_run_every_run_exactly_once(tmp_path, executor
     assert sum(ran) == 10, outputs  # split between the two drivers
     executions = (markers / "executions.log").read_text().split()
     assert sorted(map(int, executions)) == list(range(10))  # each run executed once
-    assert len(_records(tmp_path / "out")) == 10
+    assert len(exec_kinds.records(tmp_path / "out")) == 10
     claimed = tmp_path / "out" / ".claims"
     assert not claimed.exists() or not list(claimed.iterdir())  # every claim given back
 
@@ -120,5 +103,14 @@ def test_executor_choices_are_checked(tmp_path):
                 {"gpus_per_run": 0, "cpus_per_run": 0}, {"max_retries": -1}, {"address": ""}):
         with pytest.raises(ValueError):
             executors.make("ray", **bad)  # checked before Ray is imported
+    import importlib.util
+
+    real = importlib.util.find_spec
+    with pytest.MonkeyPatch.context() as mp:  # a machine without Ray
+        mp.delitem(sys.modules, "ray", raising=False)
+        mp.setattr(importlib.util, "find_spec",
+                   lambda name, *a: None if name == "ray" else real(name, *a))
+        with pytest.raises(ValueError, match=r"pip install 'nbkit\[cluster\]'"):
+            executors.make("ray")
     with pytest.raises(ValueError, match="checkpoint_every"):
         E.sweep(exec_kinds.experiment("seeded_noise"), "full", tmp_path, checkpoint_every=-1)

@@ -5,7 +5,6 @@ simulated nodes, a rerun that submits nothing, and no socket off loopback."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import subprocess
 import sys
@@ -27,10 +26,6 @@ from nbkit.experiments import ray_executor  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 TESTS = str(Path(__file__).parent)
-
-
-def _records(out):
-    return {p.name: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
 
 
 def _off_loopback() -> list:
@@ -62,29 +57,15 @@ def local_ray():
 class TestOneMachine:
     def test_ray_writes_the_local_loops_files_and_packs_runs_onto_gpus(self, tmp_path):
         exp = exec_kinds.experiment("seeded_noise")
-        local = E.sweep(exp, "full", tmp_path / "local", device="cpu", progress=False)
-        remote = E.sweep(exp, "full", tmp_path / "ray", device="cpu", progress=False,
-                         executor="ray", gpus_per_run=0.5)
-        assert local.ran == remote.ran == 6
-        a, b = _records(tmp_path / "local"), _records(tmp_path / "ray")
-        assert a.keys() == b.keys()
-        for name in a:
-            assert a[name]["result"] == b[name]["result"]
-            assert a[name]["config"] == b[name]["config"]
-            assert b[name]["provenance"]["executor"] == "ray"
-            assert b[name]["provenance"]["ray_node"]
-        again = E.sweep(exp, "full", tmp_path / "ray", device="cpu", progress=False,
+        done = exec_kinds.assert_same_as_local(tmp_path, exp, executor="ray", gpus_per_run=0.5)
+        assert all(r["provenance"]["ray_node"] for r in done.values())
+        again = E.sweep(exp, "full", tmp_path / "other", device="cpu", progress=False,
                         executor="ray", gpus_per_run=0.5)
         assert again.ran == 0 and again.already_done == 6  # a rerun submits nothing
 
     def test_a_quick_grid_matches_the_local_runner(self, tmp_path):
-        local = E.sweep("layer_collapse", "quick", tmp_path / "local", device="cpu",
-                        progress=False, limit=3)
-        remote = E.sweep("layer_collapse", "quick", tmp_path / "ray", device="cpu",
-                         progress=False, limit=3, executor="ray")
-        assert local.ran == remote.ran == 3
-        a, b = _records(tmp_path / "local"), _records(tmp_path / "ray")
-        assert a.keys() == b.keys() and all(a[n]["result"] == b[n]["result"] for n in a)
+        exec_kinds.assert_same_as_local(tmp_path, "layer_collapse", "quick", limit=3,
+                                        executor="ray")
 
     def test_a_killed_worker_has_its_run_retried_once_and_written_once(self, tmp_path):
         markers = tmp_path / "markers"
@@ -94,7 +75,7 @@ class TestOneMachine:
                          executor="ray", max_retries=2)
         assert report.ran == 3 and not report.failed
         assert sorted(p.name for p in markers.iterdir()) == [f"{x}.tried" for x in range(3)]
-        records = _records(tmp_path / "out")
+        records = exec_kinds.records(tmp_path / "out")
         assert sorted(r["result"]["value"] for r in records.values()) == [0, 2, 4]
 
     def test_a_run_that_always_dies_is_reported_after_its_retries(self, tmp_path):
@@ -134,7 +115,7 @@ def test_two_simulated_nodes_run_every_planned_run_exactly_once(tmp_path, monkey
         assert report.ran == 8
         executions = (markers / "executions.log").read_text().split()
         assert sorted(map(int, executions)) == list(range(8))  # each run exactly once
-        records = _records(tmp_path / "out")
+        records = exec_kinds.records(tmp_path / "out")
         assert len(records) == 8
         nodes = {r["provenance"]["ray_node"] for r in records.values()}
         assert len(nodes) == 2  # both simulated nodes took runs
@@ -152,6 +133,6 @@ def test_the_cli_runs_a_quick_grid_on_ray_as_the_local_runner_does(tmp_path):
         done = subprocess.run([*base, "--out", str(tmp_path / name), *extra], env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-    a, b = _records(tmp_path / "local"), _records(tmp_path / "ray")
+    a, b = exec_kinds.records(tmp_path / "local"), exec_kinds.records(tmp_path / "ray")
     assert len(a) == 2 and a.keys() == b.keys()
     assert all(a[n]["result"] == b[n]["result"] for n in a)

@@ -14,6 +14,7 @@ and leaves it running. Ray is an optional extra: ``pip install "nbkit[cluster]"`
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import sys
@@ -28,6 +29,10 @@ __all__ = ["RayExecutor", "LOOPBACK_ENV", "start_local"]
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+NO_RAY = ("the 'ray' executor needs Ray: pip install 'nbkit[cluster]' (or choose "
+          "executor='process' to use this machine's cores)")
+
+
 def _import_ray(local: bool):
     if local and "ray" not in sys.modules:
         for k, v in LOOPBACK_ENV.items():
@@ -35,8 +40,7 @@ def _import_ray(local: bool):
     try:
         import ray
     except ImportError as e:
-        raise ImportError("the 'ray' executor needs Ray: pip install 'nbkit[cluster]' "
-                          "(or choose executor='process' to use this machine's cores)") from e
+        raise ImportError(NO_RAY) from e
     return ray
 
 
@@ -87,6 +91,8 @@ class RayExecutor:
             raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
         if address is not None and (not isinstance(address, str) or not address):
             raise ValueError(f"address must be 'auto', 'host:port' or None, got {address!r}")
+        if "ray" not in sys.modules and importlib.util.find_spec("ray") is None:
+            raise ValueError(NO_RAY)  # before a sweep plans anything
         self.gpus_per_run, self.cpus_per_run = float(gpus_per_run), float(cpus_per_run)
         self.address, self.max_retries = address, max_retries
         self.retried: dict = {}  # Ray retries inside the cluster; counts are not reported
