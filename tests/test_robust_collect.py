@@ -81,7 +81,7 @@ def test_the_shipped_layer_collapse_file_is_not_replaced_by_two_runs(tmp_path):
     copy = tmp_path / "layer_collapse.json"
     shutil.copy(shipped, copy)
     two = {"experiment": "layer_collapse", "variant": "full", "runs": [{}, {}]}
-    with pytest.raises(CollectRefused, match="which holds 375 runs, with a collection of "
+    with pytest.raises(CollectRefused, match="which holds 450 runs, with a collection of "
                                              "only 2 runs"):
         runner.write_collected(two, copy)
     assert copy.read_bytes() == shipped.read_bytes()

@@ -55,8 +55,11 @@ LAYER_COLLAPSE = register_experiment(Experiment(
     notes="The paper ran Fig. 1 on CIFAR-100 (num_classes=100); these runs take SNIP and "
           "GraSP pruning data from CIFAR-10 (the JPEG copy) and, unless num_classes=100 "
           "was set, a 10-class head, which changes N from 14,761,664 to 14,715,584 "
-          "weights. Critical compression: the largest log10 rho of the grid at which no "
-          "prunable layer has density 0.",
+          "weights. 'grasp' is GraSP at temperature 200 (Wang et al., and the SynFlow code "
+          "today); 'grasp_paper' is GraSP as the SynFlow paper's code ran it for the "
+          "published figures (temperature 1, the highest -(H g) * theta kept). Critical "
+          "compression: the largest log10 rho of the grid at which no prunable layer has "
+          "density 0.",
     variants={
         "full": {"base": _base(collapse.FULL.replace(data="cifar10"), VGG16),
                  "axes": {"seed": [0, 1, 2], "method": FIG1_PRUNERS,

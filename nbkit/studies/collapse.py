@@ -309,8 +309,9 @@ def full_runs_table(run: dict) -> str:
     minutes = float(prov.get("total_seconds") or 0) / 60
     devices = ", ".join(prov.get("devices", [])) or "an unknown device"
     lines = [f"{run['file']}: {run['model']}, {prov.get('runs', '?')} prunings on "
-             f"{devices}, {str(prov.get('last_date', ''))[:10]}, {minutes:.0f} min",
-             f"{'pruner':<10} {'critical log10 rho':>18} {'per seed':>16} "
+             f"{devices}, {str(prov.get('last_date', ''))[:10]}, {minutes:.0f} min of "
+             "pruning in all",
+             f"{'pruner':<12} {'critical log10 rho':>18} {'per seed':>16} "
              f"{'still connected':>16} {'published':>10}"]
 
     def show(x):
@@ -320,11 +321,11 @@ def full_runs_table(run: dict) -> str:
         seeds = summary.get("critical_per_seed", {}).get(method, {})
         per_seed = " ".join("none" if v is None else f"{v:g}" for v in seeds.values())
         pub = published.get(method, {}).get("critical_log10_rho")
-        lines.append(f"{method:<10} {show(summary['critical'][method]):>18} {per_seed:>16} "
+        lines.append(f"{method:<12} {show(summary['critical'][method]):>18} {per_seed:>16} "
                      f"{show(summary.get('critical_disconnected', {}).get(method)):>16} "
                      f"{show(pub):>10}")
     if summary.get("maximal_log10_rho") is not None:
-        lines.append(f"{'rho_max':<10} {summary['maximal_log10_rho']:>18.2f}")
+        lines.append(f"{'rho_max':<12} {summary['maximal_log10_rho']:>18.2f}")
     return "\n".join(lines)
 
 
