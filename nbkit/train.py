@@ -370,9 +370,7 @@ def _load_checkpoint(path: Path, state: State, loader, callbacks, bad_step) -> i
     torch.set_rng_state(saved["rng"]["torch"])
     if "cuda" in saved["rng"] and dev.type == "cuda":
         torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-    loader.generator.set_state(saved["rng"]["loader"].to(loader.generator.device)
-                               if loader.generator.device.type != "cpu"
-                               else saved["rng"]["loader"])
+    loader.generator.set_state(saved["rng"]["loader"])  # a CPU byte tensor, any device
     for i, cb in enumerate(callbacks):
         if str(i) in saved["callbacks"] and callable(getattr(cb, "load_state_dict", None)):
             cb.load_state_dict(saved["callbacks"][str(i)])

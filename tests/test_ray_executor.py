@@ -111,7 +111,7 @@ def test_two_simulated_nodes_run_every_planned_run_exactly_once(tmp_path, monkey
         markers.mkdir()
         exp = exec_kinds.experiment("slow_count", markers, n=8)
         report = E.sweep(exp, "full", tmp_path / "out", device="cpu", progress=False,
-                         executor="ray", gpus_per_run=0.5, address=cluster.address)
+                         executor="ray", gpus_per_run=0.5, address="auto")  # joins it
         assert report.ran == 8
         executions = (markers / "executions.log").read_text().split()
         assert sorted(map(int, executions)) == list(range(8))  # each run exactly once

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from .executors import Task, execute
+from .tasks import Task, execute
 
 __all__ = ["RayExecutor", "LOOPBACK_ENV", "start_local"]
 
