@@ -93,11 +93,12 @@ def test_a_claim_left_by_a_dead_driver_is_taken_over(tmp_path):
 
 
 def test_executor_choices_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="unknown executor 'slurm'"):
-        executors.make("slurm")
+    with pytest.raises(ValueError, match="unknown executor 'kubernetes'"):
+        executors.make("kubernetes")
     with pytest.raises(ValueError, match="workers"):
         executors.make("process", workers=0)
-    with pytest.raises(ValueError, match="gpus_per_run, address only apply to executor='ray'"):
+    with pytest.raises(ValueError, match="gpus_per_run, address do not apply to "
+                                         "executor='process'; it takes workers, max_retries"):
         executors.make("process", gpus_per_run=0.5, address="auto")
     for bad in ({"gpus_per_run": -1}, {"gpus_per_run": 1.5}, {"cpus_per_run": float("nan")},
                 {"gpus_per_run": 0, "cpus_per_run": 0}, {"max_retries": -1}, {"address": ""}):

@@ -73,14 +73,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="train with torch.compile (CUDA graphs on a GPU, about 2.5x faster "
                         "per epoch there); recorded in the provenance, not part of a "
                         "run's identity")
-    p.add_argument("--executor", choices=("local", "process", "ray"), default="local",
+    p.add_argument("--executor", choices=("local", "process", "ray", "slurm"),
+                   default="local",
                    help="where runs run: this process (local, the default), WORKERS fresh "
-                        "processes of this machine (process), or Ray tasks on this machine "
-                        "or a cluster (ray; pip install 'nbkit[cluster]'). The last two "
-                        "retry a run whose worker died; only this process writes results")
-    p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
-    p.add_argument("--max-retries", type=int, default=2,
-                   help="tries again for a run whose worker died (process, ray)")
+                        "processes of this machine (process), Ray tasks on this machine or "
+                        "a cluster (ray), or Slurm jobs (slurm; ray and slurm need pip "
+                        "install 'nbkit[cluster]'). All but local retry a run whose worker "
+                        "died; only this process writes results")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for --executor process (default 2)")
+    p.add_argument("--max-retries", type=int, default=None,
+                   help="tries again for a run whose worker died (process, ray, slurm; "
+                        "default 2)")
     p.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
                    help="(ray) GPUs each run asks for; 0.25 packs four runs per GPU "
                         "(default 0: CPU runs)")
@@ -89,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="(ray) 'auto' or HOST:PORT joins a running Ray cluster; without it "
                         "a Ray instance is started on this machine, on 127.0.0.1 only")
+    p.add_argument("--partition", default=None, help="(slurm) the partition to submit to")
+    p.add_argument("--timeout-min", type=int, default=None,
+                   help="(slurm) each job's time limit in minutes (default 1440)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="(slurm) another sbatch setting by submitit's name, e.g. "
+                        "--slurm account=myproj --slurm mem=32GB")
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
                    help="training runs save a checkpoint every EPOCHS epochs in "
                         "<out>/.checkpoints and resume from it when started again "
@@ -107,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="(collect) replace the merged file even when it holds more runs "
                         "than the new collection, or other results")
     return p
+
+
+def _slurm_options(args) -> dict:
+    """--partition, --timeout-min and --slurm KEY=VALUE, for --executor slurm."""
+    extra = {}
+    for item in args.slurm:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm takes KEY=VALUE (e.g. account=myproj), got {item!r}")
+        extra[key.strip()] = value.strip()
+    return {k: v for k, v in (("partition", args.partition), ("timeout_min", args.timeout_min),
+                              ("slurm", extra or None)) if v is not None}
 
 
 def _parse_shard(text):
@@ -192,7 +214,8 @@ def main(argv=None) -> int:
                    time_budget=args.time_budget, compile=args.compile,
                    executor=args.executor, workers=args.workers, max_retries=args.max_retries,
                    gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                   address=args.address, checkpoint_every=args.checkpoint_every)
+                   address=args.address, checkpoint_every=args.checkpoint_every,
+                   executor_options=_slurm_options(args))
     print(report)
     for run_id, error in report.failed.items():
         print(f"  failed {run_id}: {error}", file=sys.stderr)

@@ -12,7 +12,8 @@ ran. An executor only turns a :class:`Task` into an outcome:
   keeps killing its worker is reported after ``max_retries`` tries. Nothing is written
   twice, since only the driver writes.
 - ``"ray"``: Ray tasks with fractional GPU requests, on this machine or a cluster
-  (:mod:`.ray_executor`; needs ``pip install "nbkit[cluster]"``).
+  (:mod:`.ray_executor`; needs ``pip install "nbkit[cluster]"``);
+- ``"slurm"``: Slurm jobs through submitit (:mod:`.slurm_executor`, same extra).
 
 A run computes the same numbers wherever it runs: each worker seeds as the local loop
 does and uses the driver's number of torch threads.
@@ -20,6 +21,7 @@ does and uses the driver's number of torch threads.
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +30,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from .tasks import Task, execute
 
-__all__ = ["Task", "execute", "EXECUTORS", "LocalExecutor", "ProcessExecutor", "make"]
+__all__ = ["Task", "execute", "EXECUTORS", "LocalExecutor", "ProcessExecutor", "make",
+           "options"]
 
 
 class LocalExecutor:
@@ -116,29 +119,40 @@ class ProcessExecutor:
                     suspects.append(task)
 
 
-def _ray(**options):
-    from .ray_executor import RayExecutor  # Ray itself is imported only when a sweep runs
-
-    return RayExecutor(**options)
+EXECUTORS = ("local", "process", "ray", "slurm")
 
 
-EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor, "ray": _ray}
-
-
-def make(name: str = "local", *, workers: int = 2, max_retries: int = 2,
-         gpus_per_run: float | None = None, cpus_per_run: float | None = None,
-         address: str | None = None):
-    """An executor by name: ``"local"``; ``"process"`` (``workers``, ``max_retries``); or
-    ``"ray"`` (``gpus_per_run``, ``cpus_per_run``, ``address``, ``max_retries``)."""
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; choose one of {sorted(EXECUTORS)}")
-    ray_only = {k: v for k, v in (("gpus_per_run", gpus_per_run),
-                                  ("cpus_per_run", cpus_per_run), ("address", address))
-                if v is not None}
+def _class(name: str):
     if name == "ray":
-        return _ray(max_retries=max_retries, **ray_only)
-    if ray_only:
-        raise ValueError(f"{', '.join(ray_only)} only apply to executor='ray', not {name!r}")
-    if name == "process":
-        return ProcessExecutor(workers=workers, max_retries=max_retries)
-    return LocalExecutor()
+        from .ray_executor import RayExecutor  # Ray itself is imported when a sweep runs
+
+        return RayExecutor
+    if name == "slurm":
+        from .slurm_executor import SlurmExecutor  # submitit too
+
+        return SlurmExecutor
+    return {"local": LocalExecutor, "process": ProcessExecutor}[name]
+
+
+def options(name: str) -> list[str]:
+    """The options executor ``name`` takes."""
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; choose one of {list(EXECUTORS)}")
+    return list(inspect.signature(_class(name)).parameters)
+
+
+def make(name: str = "local", **settings):
+    """An executor by name, with its options (None means the executor's default):
+    ``"local"`` (none); ``"process"`` (``workers``, ``max_retries``); ``"ray"``
+    (``gpus_per_run``, ``cpus_per_run``, ``address``, ``max_retries``); ``"slurm"``
+    (``gpus_per_run``, ``cpus_per_run``, ``partition``, ``timeout_min``, ``folder``,
+    ``slurm``, ``cluster``, ``max_retries``). An option the executor does not take is an
+    error."""
+    takes = options(name)
+    cls = _class(name)
+    given = {k: v for k, v in settings.items() if v is not None}
+    wrong = [k for k in given if k not in takes]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do not apply to executor={name!r}; it takes "
+                         f"{', '.join(takes) or 'no options'}")
+    return cls(**given)

@@ -206,9 +206,10 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
           overrides: dict | None = None, limit: int | None = None, shard=None,
           progress: bool = True, on_error: str = "raise",
           time_budget: float | None = None, compile: bool = False,
-          executor="local", workers: int = 2, max_retries: int = 2,
+          executor="local", workers: int | None = None, max_retries: int | None = None,
           gpus_per_run: float | None = None, cpus_per_run: float | None = None,
-          address: str | None = None, checkpoint_every: int = 1) -> SweepReport:
+          address: str | None = None, checkpoint_every: int = 1,
+          executor_options: dict | None = None) -> SweepReport:
     """Run every run of ``experiment``'s ``variant`` that has no valid result in ``out``.
 
     Args:
@@ -255,17 +256,20 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
             or checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be an int >= 0 (0: no checkpoints), got "
                          f"{checkpoint_every!r}")
+    out = Path(out) if out is not None else DEFAULT_OUT / "raw" / exp.name / variant
     if isinstance(executor, str):
+        extra = dict(executor_options or {})
+        if "folder" in _executors.options(executor):  # where job files live (Slurm)
+            extra.setdefault("folder", out / ".submitit")
         pool = _executors.make(executor, workers=workers, max_retries=max_retries,
                                gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-                               address=address)
+                               address=address, **extra)
     elif callable(getattr(executor, "run", None)):
         pool, executor = executor, getattr(executor, "name", type(executor).__name__)
     else:
         raise ValueError(f"executor must be a name ({sorted(_executors.EXECUTORS)}) or an "
                          f"object with a run(tasks, may_start) method, got {executor!r}")
     checkpoints = checkpoint_every > 0 and "checkpoint" in takes
-    out = Path(out) if out is not None else DEFAULT_OUT / "raw" / exp.name / variant
     runs = plan(exp, variant, out, seeds, overrides, limit, shard)
     report = SweepReport(exp.name, variant, out, total=len(runs))
     t_start = time.perf_counter()
