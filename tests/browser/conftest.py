@@ -330,10 +330,13 @@ class Runs:
         the committed copy it was made from (what figures to expect)."""
         if self.last is not None and self.last.name == name and self.last.reusable:
             return self.last
+        again = self.last is not None and self.last.name == name
         if self.last is not None:
             self.last.close()
         self.last = None
-        stopping = self.lab.shutdown_kernels(wait=False)
+        # The same notebook again: its old session must be gone before the page loads, or
+        # JupyterLab reattaches to the kernel being shut down and is left with none.
+        stopping = self.lab.shutdown_kernels(wait=again)
         if self.page is None or self.page.is_closed():
             self.page = self.context.new_page()
         nb = NotebookPage(self.page, self.lab, name, path or NOTEBOOKS / f"{name}.ipynb")
