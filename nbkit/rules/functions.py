@@ -36,10 +36,14 @@ class FeedbackFunction(torch.autograd.Function):
     δF from the rule. Inputs: x, weight, bias (or None), feedback (or None), plan."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, fb, plan):
+    def forward(x, weight, bias, fb, plan):
+        return plan.ops.forward(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # the form torch.func transforms can take
+        x, weight, _, fb, plan = inputs
         ctx.plan = plan
         ctx.save_for_backward(x, weight, fb)
-        return plan.ops.forward(x, weight, bias)
 
     @staticmethod
     def backward(ctx, g):
