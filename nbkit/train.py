@@ -301,8 +301,8 @@ def checkpoint_epoch(path) -> int | None:
     path = Path(path)
     if not path.is_file():
         return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # mapped, not read: the weights are not needed to know the epoch
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - a torn or foreign file is no checkpoint
         return None
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:

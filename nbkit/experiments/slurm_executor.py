@@ -82,13 +82,12 @@ class SlurmExecutor:
 
         folder = self.folder or Path(".submitit")
         executor = self._executor(folder)
-        source, inflight, tries = iter(tasks), [], {}
+        source, inflight = iter(tasks), []
         while True:
             while len(inflight) < self.max_jobs and may_start():
                 task = next(source, None)
                 if task is None:
                     break
-                tries[task.run_id] = 1
                 inflight.append((task, executor.submit(execute, task)))
             if not inflight:
                 return
@@ -102,13 +101,13 @@ class SlurmExecutor:
                 try:
                     outcome = job.result()
                 except submitit.core.utils.UncompletedJobError as e:  # killed, preempted
-                    if tries[task.run_id] <= self.max_retries:
-                        tries[task.run_id] += 1
-                        self.retried[task.run_id] = self.retried.get(task.run_id, 0) + 1
+                    retried = self.retried.get(task.run_id, 0)
+                    if retried < self.max_retries:
+                        self.retried[task.run_id] = retried + 1
                         inflight.append((task, executor.submit(execute, task)))
                         continue
                     outcome = {"run_id": task.run_id,
-                               "error": f"its job ended without a result {tries[task.run_id]} "
+                               "error": f"its job ended without a result {retried + 1} "
                                         f"times (job {job.job_id}; see {folder}): "
                                         f"{str(e).splitlines()[0][:300]}"}
                 yield task, outcome

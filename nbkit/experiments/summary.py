@@ -21,13 +21,6 @@ __all__ = ["layer_collapse", "accuracy_vs_compression", "learning_rules", "two_r
 # Critical log10 compression, VGG-16-BN on CIFAR-100 (Fig. 1), median of 3 seeds.
 PAPER_CRITICAL = {"random": 3.5, "magnitude": 2.75, "snip": 3.5, "grasp": 3.5, "synflow": 6.0}
 
-
-def _published_as(method: str) -> str:
-    """The published curve a pruner is compared with: a variant's is its parent's (the
-    paper's GraSP curve was made by the code ``grasp_paper`` reproduces)."""
-    scorer = _scores.SCORERS.get(method)
-    return scorer.variant_of if scorer is not None and scorer.variant_of else method
-
 # Top-1 (%) of VGG-16-BN on CIFAR-10 after 160 epochs (Fig. 6), mean of 3 seeds, keyed by
 # log10 rho; "dense" is the paper's dense VGG-16 accuracy.
 PAPER_ACCURACY = {
@@ -111,7 +104,7 @@ def layer_collapse(records: list) -> dict:
         out["critical_per_seed"][method] = per_seed
         out["critical"][method] = med
         out["critical_disconnected"][method] = _median(disc)
-        paper = PAPER_CRITICAL.get(_published_as(method))
+        paper = PAPER_CRITICAL.get(_scores.published_as(method))
         if paper is not None and med is not None:
             out["difference_from_paper"][method] = med - paper
         out["density"][method] = {

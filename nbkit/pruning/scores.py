@@ -38,7 +38,7 @@ from .functional import linearized, ones_input, substitute
 from .masks import is_pruned, locate
 
 __all__ = ["Scorer", "ScoreContext", "SCORERS", "register", "names", "get", "needs_data",
-           "iterations_for", "label", "GRASP_TEMPERATURE"]
+           "iterations_for", "label", "published_as", "GRASP_TEMPERATURE"]
 
 GRASP_TEMPERATURE = 200.0  # Wang et al.'s, and the SynFlow code's since 23 June 2020
 
@@ -130,6 +130,13 @@ def names(variants: bool = False) -> list[str]:
     """The registered score names, in registration order; ``variants=True`` adds the
     variants (``grasp_paper``)."""
     return [n for n, s in SCORERS.items() if variants or s.variant_of is None]
+
+
+def published_as(method: str) -> str:
+    """The name under which the papers publish ``method``'s numbers: a variant's are its
+    parent's (the paper's GraSP curves were made by the code ``grasp_paper`` reproduces)."""
+    scorer = SCORERS.get(method.lower() if isinstance(method, str) else method)
+    return scorer.variant_of if scorer is not None and scorer.variant_of else method
 
 
 def temperature_for(scorer: Scorer, temperature: float | None) -> float | None:

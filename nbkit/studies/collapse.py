@@ -267,7 +267,7 @@ def published_fig1() -> dict:
     fig = results.published("synflow_fig1")
     pruners = dict(fig["pruners"])
     for name in pruning.methods(variants=True):
-        parent = pruning.SCORERS[name].variant_of
+        parent = pruning.scores.published_as(name)
         if parent in pruners and name not in pruners:
             pruners[name] = pruners[parent]
     return {**fig, "pruners": pruners}
