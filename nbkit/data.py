@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from .device import get as get_device
 
 __all__ = ["load", "names", "from_tensors", "Dataset", "Split", "Batches", "augment",
+           "draw_augment", "apply_augment",
            "make_mini", "CorruptDataError",
            "CIFAR10_CLASSES", "DATA_DIR"]
 
@@ -181,17 +182,32 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None) -> torch.Tensor:
     """Random crop with ``pad`` zero pixels of padding, and a random horizontal flip, for
     a whole batch at once on its own device (no per-image Python work)."""
-    n, c, h, w = x.shape
-    dev = x.device
-    xp = F.pad(x, (pad, pad, pad, pad))
+    return apply_augment(x, draw_augment(x, pad, flip, generator), pad)
+
+
+def draw_augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator=None):
+    """The random part of :func:`augment` for the batch ``x``: each image's crop offsets
+    ``(dy, dx)``, shape (n, 1), and whether it is mirrored (shape (n,), or None without
+    flips). Drawn apart from :func:`apply_augment` so that a compiled training step can
+    apply them inside its graph while the draws stay those of ``generator``."""
+    n, dev = x.shape[0], x.device
     dy = torch.randint(0, 2 * pad + 1, (n, 1), device=dev, generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (n, 1), device=dev, generator=generator)
+    mirror = torch.rand(n, device=dev, generator=generator) < 0.5 if flip else None
+    return dy, dx, mirror
+
+
+def apply_augment(x: torch.Tensor, draws, pad: int = 4) -> torch.Tensor:
+    """Crop and mirror the batch ``x`` as ``draws`` (from :func:`draw_augment`) say."""
+    n, c, h, w = x.shape
+    dy, dx, mirror = draws
+    dev = x.device
+    xp = F.pad(x, (pad, pad, pad, pad))
     rows = (dy + torch.arange(h, device=dev)).view(n, 1, h, 1)
     cols = (dx + torch.arange(w, device=dev)).view(n, 1, 1, w)
     out = xp[torch.arange(n, device=dev).view(n, 1, 1, 1),
              torch.arange(c, device=dev).view(1, c, 1, 1), rows, cols]
-    if flip:
-        mirror = torch.rand(n, device=dev, generator=generator) < 0.5
+    if mirror is not None:
         out = torch.where(mirror.view(n, 1, 1, 1), out.flip(3), out)
     return out
 
@@ -224,6 +240,12 @@ class Batches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
+        for x, y, draws in self.raw():
+            yield self.finish(x, draws), y
+
+    def raw(self):
+        """The batches before :meth:`finish`: ``(uint8 images, labels, augmentation
+        draws or None)``, drawing from the loader's generator exactly as iterating does."""
         n = len(self.data)
         if self.shuffle:
             order = torch.randperm(n, device=self.device, generator=self.generator)
@@ -232,12 +254,18 @@ class Batches:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.data.x[idx]
-            if self.augment:
-                x = augment(x, generator=self.generator)
-            x = (x.float().div_(255) - self._mean) / self._std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.data.y[idx]
+            draws = draw_augment(x, generator=self.generator) if self.augment else None
+            yield x, self.data.y[idx], draws
+
+    def finish(self, x: torch.Tensor, draws=None) -> torch.Tensor:
+        """uint8 images from :meth:`raw` -> the augmented, normalised float batch (no
+        random draws of its own, so a compiled step can run it in its graph)."""
+        if draws is not None:
+            x = apply_augment(x, draws)
+        x = (x.float().div_(255) - self._mean) / self._std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 # --------------------------------------------------------------------------- loading

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import data as _data
 from . import layers
+from . import step as _step
 from .device import get as get_device
 
 __all__ = ["fit", "iter_fit", "evaluate", "param_groups", "make_optimizer", "Optimizers",
@@ -272,6 +274,50 @@ def _call(callbacks, hook, state):
             fn(state)
 
 
+def _after_step(state: State, callbacks, step: int, batch, loss, lr) -> int:
+    step += 1
+    state.step, state.batch, state.loss, state.lr = step, batch, loss, lr
+    _call(callbacks, "after_step", state)
+    return step
+
+
+COMPILE_TARGETS = ("step", "model")
+
+
+def _compile_plan(compile, model, opt, batches, dev, ctx, label_smoothing, callbacks):
+    """``(whole step or None, the module the eager step calls)`` for ``compile``."""
+    if not compile:
+        return None, model
+    if compile == "model":
+        return None, _compiled_model(model, dev)
+    mode = compile if isinstance(compile, str) and compile not in COMPILE_TARGETS else (
+        "reduce-overhead" if dev.type == "cuda" else None)
+    why = _step.unsupported(model, opt, callbacks)
+    if why is not None:
+        if compile == "step":
+            raise ValueError(f"cannot compile the whole training step: {why}. Pass "
+                             "compile='model' to compile only the model")
+        warnings.warn(f"compiling only the model, not the whole training step: {why}",
+                      stacklevel=4)
+        return None, _compiled_model(model, dev, mode)
+    whole = _step.WholeStep(model, opt, batches, autocast=ctx,
+                            label_smoothing=label_smoothing, mode=mode, strict=compile == "step")
+    return whole, model
+
+
+def _compiled_model(model, dev, mode=None):
+    return torch.compile(model, mode=mode or ("reduce-overhead" if dev.type == "cuda"
+                                              else None))
+
+
+def _fall_back(error, model, dev):
+    first = (str(error).splitlines() or [""])[0]
+    warnings.warn("torch.compile could not capture the whole training step in one graph "
+                  f"({type(error).__name__}: {first}); compiling only the model instead "
+                  "(compile='step' raises here instead)", stacklevel=3)
+    return None, _compiled_model(model, dev)
+
+
 def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, **kwargs) -> dict:
     """Train ``model`` on ``data`` and return its history (see :func:`iter_fit` for
     every argument).
@@ -401,8 +447,14 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
             in ``milestones``) or ``"constant"``.
         amp: bf16 autocast; default on for CUDA, off on CPU.
         channels_last: NHWC memory format; default on for CUDA.
-        compile: wrap the model in ``torch.compile`` (``"reduce-overhead"`` mode on CUDA,
-            which captures the step in CUDA graphs; pass a mode string to choose).
+        compile: ``True`` or ``"step"``: compile the whole training step (augmentation,
+            forward, backward, the rules' B updates, the optimizer update and the running
+            metrics) into one graph with ``torch.compile(fullgraph=True)`` (see
+            :mod:`nbkit.step`; ``"reduce-overhead"`` mode on CUDA, which makes it one CUDA
+            graph). What the whole step cannot take (another optimizer, an
+            ``after_backward`` callback, direct feedback alignment) makes ``True`` compile
+            only the model, with a warning, and ``"step"`` raise. ``"model"``: compile
+            only the model. A mode string (``"max-autotune"``) is ``True`` in that mode.
         callbacks: see the module docstring.
         optimizer: use this optimizer instead of SGD over :func:`param_groups`.
         seed: seeds the model-independent randomness of the loop (batch order and
@@ -467,12 +519,10 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
     milestone_steps = [m * per_epoch for m in milestones]
     factor = SCHEDULES[schedule]
 
-    step_model = model
-    if compile:
-        mode = compile if isinstance(compile, str) else (
-            "reduce-overhead" if dev.type == "cuda" else None)
-        step_model = torch.compile(model, mode=mode)
     ctx = _autocast(dev, amp)
+    callbacks = list(callbacks)
+    whole, step_model = _compile_plan(compile, model, opt, train_batches, dev, ctx,
+                                      label_smoothing, callbacks)
 
     history = {"epoch": [], "step": [], "train_loss": [], "train_acc": [], "test_loss": [],
                "test_acc": [], "lr": [], "time": [],
@@ -484,7 +534,6 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                           "augment": augment, "device": str(dev), "seed": seed}}
     state = State(model, opt, dev, history, total, loss_sum=torch.zeros((), device=dev),
                   correct=torch.zeros((), device=dev, dtype=torch.long))
-    callbacks = list(callbacks)
     _call(callbacks, "on_fit_start", state)
 
     # The first optimizer step (from 1) whose loss was not finite, 0 while none was: on
@@ -506,20 +555,53 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
     bar = tqdm(total=total, initial=state.step, desc="train", unit="step",
                disable=not progress, leave=False)
     step = state.step
+    # this epoch's sums (kept, and zeroed each epoch: a CUDA graph keeps their address)
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    if whole is not None:
+        whole.prepare()  # after any checkpoint: the optimizer state it updates in place
+        step_no = torch.full((), step, device=dev, dtype=torch.long)
+        whole.keep(loss_sum, correct, state.loss_sum, state.correct, step_no, bad_step)
     model.train()
     try:
         for epoch in range(start + 1, n_epochs + 1):
             state.epoch = epoch
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), device=dev, dtype=torch.long)
+            loss_sum.zero_()
+            correct.zero_()
             seen = 0
             t0 = time.perf_counter()
-            for i, (x, y) in enumerate(train_batches):
+            for i, batch in enumerate(train_batches if whole is None else train_batches.raw()):
                 if step >= total:
                     break
                 scale = factor(step, total, milestone_steps, gamma)
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * scale
+                if whole is not None:
+                    x, y, draws = batch
+                    counters = ([loss_sum, state.loss_sum], [correct, state.correct],
+                                bad_step if check else None, step_no)
+                    try:
+                        loss, x = whole(x, y, draws, scale, counters)
+                    except torch._dynamo.exc.TorchDynamoException as e:
+                        if whole.strict:
+                            raise
+                        whole, step_model = _fall_back(e, model, dev)
+                    else:
+                        if eager_check and int(bad_step):
+                            what = "NaN" if math.isnan(loss.item()) else "infinite"
+                            raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)
+                        step = _after_step(state, callbacks, step, (x, y), loss, lr * scale)
+                        seen += len(y)
+                        state.seen += len(y)
+                        bar.update(1)
+                        closes_epoch = i == per_epoch - 1 or step >= total
+                        if every is not None and step % every == 0 and not closes_epoch:
+                            raise_if_bad()
+                            yield state
+                        continue
+                if len(batch) == 3:  # raw batches after a fall-back from the whole step
+                    batch = (train_batches.finish(batch[0], batch[2]), batch[1])
+                x, y = batch
                 with ctx:
                     out = layers.logits(step_model(x), "fit")
                     loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
@@ -534,9 +616,7 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 state.batch, state.loss, state.lr = (x, y), loss, lr * scale
                 _call(callbacks, "after_backward", state)
                 opt.step()
-                step += 1
-                state.step = step
-                _call(callbacks, "after_step", state)
+                step = _after_step(state, callbacks, step, (x, y), loss, lr * scale)
                 batch_loss = loss.detach() * len(y)
                 batch_correct = (out.detach().argmax(1) == y).sum()
                 loss_sum += batch_loss

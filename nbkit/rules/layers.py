@@ -87,6 +87,12 @@ class FeedbackLayer:
         w, b, fb = self.weight, self.bias, self.masked_feedback()
         if fb is not None and self._override == "nograd":
             fb = fb.detach()
+        if torch.compiler.is_compiling():
+            # Traced under torch.func.grad, a parameter reads as not requiring grad
+            # until an op has run on it, and torch.compile would then trace this layer
+            # as a plain one (losing B's gradient) or tell the autograd function that W
+            # and b need none. A view is such an op, and free.
+            w, b, fb = (t if t is None else t.view_as(t) for t in (w, b, fb))
         dtype = _autocast_dtype(x.device.type)
         if dtype is not None:
             x, w, b, fb = _cast(dtype, x, w, b, fb)
