@@ -6,6 +6,7 @@ median step time is divided by backprop's from the same rounds.
 
     python benchmarks/rule_overhead.py --quick              # CPU, a couple of minutes
     python benchmarks/rule_overhead.py --device cuda        # bf16, batch 256, 32 and 224 px
+    python benchmarks/rule_overhead.py --device cuda --compile --size 32   # the whole step
 
 On a busy CPU, ``--threads 1`` gives steadier ratios.
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 import nbkit
 from nbkit import rules
+from nbkit.step import WholeStep, unsupported
 
 
 def _sync(dev):
@@ -34,7 +36,7 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def make_step(model, dev, dtype, batch, size, channels_last):
+def make_step(model, dev, dtype, batch, size, channels_last, compile=False):
     groups = rules.param_groups(model, lr=0.01, weight_decay=5e-4)
     kw = {"fused": True} if dev.type == "cuda" else {"foreach": True}
     opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9, **kw)
@@ -43,6 +45,19 @@ def make_step(model, dev, dtype, batch, size, channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
     amp = torch.autocast(dev.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    if compile and unsupported(model, opt) is None:  # the whole step, one graph
+        for g in opt.param_groups:
+            g["initial_lr"] = g["lr"]
+        whole = WholeStep(model, opt, autocast=amp,
+                          mode="reduce-overhead" if dev.type == "cuda" else None)
+        whole.prepare()
+        zero = {"device": dev, "dtype": torch.long}
+        counters = ([torch.zeros((), device=dev)], [torch.zeros((), **zero)], None,
+                    torch.zeros((), **zero))
+        whole.keep(*counters[0], *counters[1], counters[3])
+        return lambda: whole(x, y, None, 1.0, counters)
+    if compile:  # direct feedback alignment: the model alone
+        model = torch.compile(model, mode="reduce-overhead" if dev.type == "cuda" else None)
 
     def step():
         with amp:
@@ -65,7 +80,8 @@ def bench_model(arch, size, rule_names, args, dev, dtype):
         model.to(dev)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
-        steps[rule] = make_step(model, dev, dtype, args.batch, size, args.channels_last)
+        steps[rule] = make_step(model, dev, dtype, args.batch, size, args.channels_last,
+                                args.compile)
     for _ in range(args.warmup):
         for rule in rule_names:
             steps[rule]()
@@ -100,6 +116,10 @@ def main(argv=None):
                         "(default: the rules' own, 64; 0: the whole batch)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--compile", action="store_true",
+                   help="time the compiled whole step (nbkit.step.WholeStep: forward, "
+                        "backward, B's update and SGD in one graph; CUDA graphs on a GPU) "
+                        "for every rule and for backprop")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
 
@@ -122,6 +142,7 @@ def main(argv=None):
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
     print(f"device {name}, {args.dtype}, batch {args.batch}, {args.steps} timed rounds, "
+          f"compile={args.compile}, "
           f"channels_last={args.channels_last}, torch {torch.__version__}")
     results = []
     for size in sizes:

@@ -118,27 +118,30 @@ class WholeStep:
         optimizer: a ``torch.optim.SGD``, ``torch.optim.Adam`` or
             :class:`nbkit.train.Optimizers` of them, over the model's parameters; every
             group needs an ``initial_lr`` (the learning rate a schedule scales).
-        batches: the :class:`nbkit.data.Batches` whose :meth:`~nbkit.data.Batches.finish`
-            turns a raw batch into the model's input.
+        finish: ``finish(x, draws)`` turns a raw batch into the model's input, inside
+            the graph (the loop passes :meth:`nbkit.data.Batches.finish`); None: the
+            batch is the input as it is.
         autocast: the autocast context of the loop (or None).
         label_smoothing: of the cross-entropy loss.
         mode: the ``torch.compile`` mode (``"reduce-overhead"`` for CUDA graphs).
         strict: for the training loop: raise, rather than fall back to compiling only
             the model, when the step cannot be captured in one graph.
 
-    Call it with a raw batch ``(x, y, draws)`` from ``batches.raw()``, the learning-rate
-    factor of this step, and the counters to add this batch's summed loss and correct
-    count to. It returns ``(loss, x)``: the batch's mean loss (detached) and the input
-    the model saw.
+    Call it with a raw batch ``(x, y, draws)`` (from :meth:`nbkit.data.Batches.raw`), the
+    learning-rate factor of this step and the counters ``(loss sums, correct counts,
+    first bad step or None, step number)``: lists of tensors the batch's summed loss and
+    correct count are added to, and two long tensors. It returns ``(loss, x)``: the
+    batch's mean loss (detached) and the input the model saw. Call :meth:`prepare` once
+    before the first step.
     """
 
-    def __init__(self, model: nn.Module, optimizer, batches, *, autocast=None,
+    def __init__(self, model: nn.Module, optimizer, finish=None, *, autocast=None,
                  label_smoothing: float = 0.0, mode: str | None = None, strict: bool = True):
         why = unsupported(model, optimizer)
         if why is not None:
             raise ValueError(f"cannot compile the whole training step: {why}. Pass "
                              "compile='model' to compile only the model")
-        self.model, self.optimizer, self.batches = model, optimizer, batches
+        self.model, self.optimizer, self.finish = model, optimizer, finish
         self.strict = strict
         self.autocast = autocast or nullcontext()
         self.label_smoothing = float(label_smoothing)
@@ -224,7 +227,8 @@ class WholeStep:
         return loss, out.detach()
 
     def _step(self, trainable, frozen, buffers, states, x, y, draws, scale, counters):
-        x = self.batches.finish(x, draws)
+        if self.finish is not None:
+            x = self.finish(x, draws)
         grads, (loss, out) = grad_and_value(self._loss, has_aux=True)(
             trainable, frozen, buffers, x, y)
         with torch.no_grad():

@@ -300,7 +300,7 @@ def _compile_plan(compile, model, opt, batches, dev, ctx, label_smoothing, callb
         warnings.warn(f"compiling only the model, not the whole training step: {why}",
                       stacklevel=4)
         return None, _compiled_model(model, dev, mode)
-    whole = _step.WholeStep(model, opt, batches, autocast=ctx,
+    whole = _step.WholeStep(model, opt, batches.finish, autocast=ctx,
                             label_smoothing=label_smoothing, mode=mode, strict=compile == "step")
     return whole, model
 

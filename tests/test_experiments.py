@@ -207,6 +207,35 @@ def test_a_hard_kill_leaves_no_partial_result(tmp_path):
     check_folder(out)
 
 
+def test_where_selects_runs_in_grid_order_and_names_what_the_grid_holds(tmp_path, toy,
+                                                                         capsys):
+    runs = runner.plan(TOY, "full", tmp_path, where={"x": [3, 1], "seed": 1})
+    assert [(r.config["seed"], r.config["x"]) for r in runs] == [(1, 1), (1, 3)]
+    # the same runs, ids included, as the whole grid's
+    whole = {r.run_id for r in runner.plan(TOY, "full", tmp_path)}
+    assert {r.run_id for r in runs} <= whole
+    assert [r.config["a"] for r in runner.plan(TOY, "full", tmp_path,
+                                               where={"nested.b": 2, "x": 2})] == [5, 5]
+    with pytest.raises(ValueError, match=r"its values there: 0, 1, 2, 3, 4"):
+        runner.plan(TOY, "full", tmp_path, where={"x": 9})
+    with pytest.raises(ValueError, match="no run of this grid has a config key 'y'"):
+        runner.plan(TOY, "full", tmp_path, where={"y": 1})
+    # a sweep makes only the selected runs
+    out = tmp_path / "sel"
+    runner.sweep(TOY, "full", out, device="cpu", progress=False, where={"x": [2, 4], "seed": 0})
+    assert sorted(finished(toy.log).values()) == [1, 1]
+    assert {r["config"]["x"] for r in store.scan(out)[0]} == {2, 4}
+    # the command line: a repeated key keeps either value (JSON values)
+    from nbkit.experiments.__main__ import _parse_where
+
+    assert _parse_where(["x=2", "x=4", "method=synflow"]) == {"x": [2, 4],
+                                                              "method": ["synflow"]}
+    assert _main(["accuracy_vs_compression", "--dry-run", "--out", str(tmp_path / "avc"),
+                  "--where", "method=synflow", "--where", "log10_rho=3"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 runs" in printed and "seed=2_method=synflow_log10_rho=3" in printed
+
+
 def test_shards_split_the_grid_and_share_one_folder_at_the_same_time(tmp_path):
     """Three processes run shards 0/3, 1/3 and 2/3 of one sweep concurrently into one
     folder: every run finishes exactly once, and a shard starting up leaves another

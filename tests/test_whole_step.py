@@ -92,7 +92,7 @@ def test_whole_step_is_one_graph(kind):
     model = tiny_model(kind)
     opt = train.make_optimizer(model, 0.05)
     batches = tiny_data().loader("train", 16, device="cpu", seed=0)
-    step = WholeStep(model, opt, batches)
+    step = WholeStep(model, opt, batches.finish)
     step.prepare()
     x, y, draws = next(iter(batches.raw()))
     counters = ([torch.zeros(())], [torch.zeros((), dtype=torch.long)],
@@ -135,3 +135,43 @@ def test_what_the_whole_step_cannot_take_falls_back_or_raises():
                             compile=True, progress=False)
     assert history["step"] == [2]
     assert any("compiling only the model" in str(w.message) for w in caught)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAfter:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state):
+        if state.epoch == self.epoch:
+            raise _Stop
+
+
+def _fit_with_checkpoint(path, stop_after=None):
+    model = tiny_model("weight_mirror")  # an SGD and an Adam: both states must come back
+    callbacks = [] if stop_after is None else [_StopAfter(stop_after)]
+    torch.manual_seed(7)
+    with torch._inductor.config.patch(fallback_random=True):
+        try:
+            history = train.fit(model, tiny_data(), epochs=3, batch_size=16, lr=0.05, seed=1,
+                                compile="step", progress=False, checkpoint=path,
+                                callbacks=callbacks)
+        except _Stop:
+            return None, None
+    return model.state_dict(), history
+
+
+@pytest.mark.slow
+def test_a_compiled_run_resumes_from_its_checkpoint(tmp_path):
+    ref, ref_history = _fit_with_checkpoint(None)
+    path = tmp_path / "ck.pt"
+    assert _fit_with_checkpoint(path, stop_after=2) == (None, None)
+    assert train.checkpoint_epoch(path) == 1  # saved after epoch 1; epoch 2 ended in the stop
+    state, history = _fit_with_checkpoint(path)
+    assert history["epoch"] == ref_history["epoch"] == [1, 2, 3]
+    torch.testing.assert_close(history["train_loss"], ref_history["train_loss"])
+    for name, value in state.items():
+        torch.testing.assert_close(value, ref[name], msg=name)

@@ -37,6 +37,18 @@ def _parse_set(items) -> dict:
     return out
 
 
+def _parse_where(items) -> dict:
+    """``--where`` items as ``{key: [values]}``: a key given twice keeps either value."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--where takes key=value (for example method=synflow), "
+                             f"got {item!r}")
+        key, value = next(iter(_parse_set([item]).items()))
+        out.setdefault(key, []).append(value)
+    return out
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_const", const="quick", dest="variant",
@@ -60,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if any)")
     p.add_argument("--limit", type=int, default=None, help="only the first N runs of the grid")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE", default=None,
+                   help="only the runs whose config has this value (dotted keys, JSON "
+                        "values; repeat a key for either value), e.g. --where method=synflow "
+                        "--where log10_rho=3: the runs that matter most first")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="run every N-th run of the grid starting at run K (0 <= K < N); "
                         "start N processes with 0/N ... N-1/N to share a sweep, for "
@@ -70,9 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="start no run that would end after this many seconds")
     p.add_argument("--compile", action="store_true",
-                   help="train with torch.compile (CUDA graphs on a GPU, about 2.5x faster "
-                        "per epoch there); recorded in the provenance, not part of a "
-                        "run's identity")
+                   help="train with the whole step compiled into one graph (a CUDA graph "
+                        "on a GPU); recorded in the provenance, not part of a run's "
+                        "identity")
     p.add_argument("--executor", choices=("local", "process", "ray", "slurm"),
                    default="local",
                    help="where runs run: this process (local, the default), WORKERS fresh "
@@ -200,15 +216,16 @@ def main(argv=None) -> int:
     out = args.out or default_out(exp.name, variant)
     overrides = _parse_set(args.overrides)
     shard = _parse_shard(args.shard)
+    where = _parse_where(args.where)
     if args.dry_run:
-        runs = plan(exp, variant, out, args.seeds, overrides, args.limit, shard)
+        runs = plan(exp, variant, out, args.seeds, overrides, args.limit, shard, where)
         done = sum(1 for r in runs if store.read_record(r.path, r.config)[0] is not None)
         print(f"{exp.name}/{variant}: {len(runs)} runs, {done} already done, in {out}")
         for r in runs[:5]:
             print("  ", r.run_id)
         return 0
     report = sweep(exp, variant, out, device=args.device, seeds=args.seeds,
-                   overrides=overrides, limit=args.limit, shard=shard,
+                   overrides=overrides, limit=args.limit, shard=shard, where=where,
                    progress=not args.no_progress,
                    on_error="continue" if args.keep_going else "raise",
                    time_budget=args.time_budget, compile=args.compile,

@@ -171,16 +171,50 @@ def check_shard(shard) -> tuple[int, int] | None:
     return k, n
 
 
+def _value(config: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return _MISSING
+        config = config[part]
+    return config
+
+
+_MISSING = object()
+
+
+def select(configs: list[dict], where: dict) -> list[dict]:
+    """The configs whose every ``where`` key (dotted for nested keys) has one of the
+    given values (a value or a list of them), in grid order. A key no config has, or a
+    selection that keeps nothing, is an error that lists what the grid holds."""
+    for key, wanted in where.items():
+        wanted = wanted if isinstance(wanted, (list, tuple)) else [wanted]
+        values = [_value(c, key) for c in configs]
+        if all(v is _MISSING for v in values):
+            raise ValueError(f"no run of this grid has a config key {key!r}; select on one of "
+                             f"{sorted(configs[0]) if configs else []}")
+        configs = [c for c, v in zip(configs, values) if v in wanted]
+        if not configs:
+            have = sorted({json.dumps(v) for v in values if v is not _MISSING})
+            raise ValueError(f"no run of this grid has {key} in {wanted}; its values there: "
+                             f"{', '.join(have)}")
+    return configs
+
+
 def plan(experiment: Experiment, variant: str, out, seeds=None, overrides=None,
-         limit: int | None = None, shard=None) -> list[Run]:
+         limit: int | None = None, shard=None, where: dict | None = None) -> list[Run]:
     """The runs of one variant, each with its id and result path under ``out``.
 
-    ``shard=(k, n)`` keeps every n-th run of the grid, starting at run k (after
-    ``limit``), so that n processes, on one GPU or several machines, can share one sweep
-    and one results folder: the shards are disjoint and together cover the grid.
+    ``where={"method": "synflow", "log10_rho": [3.0]}`` keeps the runs whose config has
+    those values (:func:`select`; before ``limit``), so that a short session can run the
+    runs that matter most first. ``shard=(k, n)`` keeps every n-th run of the grid,
+    starting at run k (after ``limit``), so that n processes, on one GPU or several
+    machines, can share one sweep and one results folder: the shards are disjoint and
+    together cover the grid.
     """
     shard = check_shard(shard)
     configs = expand(experiment.grid(variant), seeds, overrides)
+    if where:
+        configs = select(configs, where)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -204,6 +238,7 @@ def _resolve(experiment) -> Experiment:
 
 def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=None,
           overrides: dict | None = None, limit: int | None = None, shard=None,
+          where: dict | None = None,
           progress: bool = True, on_error: str = "raise",
           time_budget: float | None = None, compile: bool = False,
           executor="local", workers: int | None = None, max_retries: int | None = None,
@@ -216,15 +251,17 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
         experiment: an :class:`Experiment` or the name of a declared one.
         out: the results folder (default ``data/results/raw/<name>/<variant>``).
         device: passed to the run kind; recorded, with its name, in the provenance.
-        seeds, overrides, limit, shard: see :func:`expand` and :func:`plan`. Shards of
+        seeds, overrides, limit, shard, where: see :func:`expand` and :func:`plan`. Shards of
             one sweep may run at the same time on the same ``out``.
         on_error: ``"raise"`` stops the sweep at the first failing run (finished runs
             stay); ``"continue"`` records the error in the report and goes on.
         time_budget: seconds; no new run starts when the time spent so far plus the
             longest run of this sweep would exceed it, so a sweep can end cleanly before
             a machine is taken back. Rerun to continue.
-        compile: train with ``torch.compile`` (CUDA graphs on a GPU; about 2.5x faster
-            per epoch there). An execution setting like ``device``: it is recorded in
+        compile: train with the compiled whole step (``fit(compile=True)``: one
+            ``torch.compile`` graph per step, a CUDA graph on a GPU; compiling the model
+            alone was about 2.5x faster per epoch on an H100). An execution setting like
+            ``device``: it is recorded in
             the provenance but is not part of a run's identity, so runs made with and
             without it are the same runs. Only for run kinds that train.
         executor: where runs run (:mod:`.executors`): ``"local"`` (this process, one
@@ -270,7 +307,7 @@ def sweep(experiment, variant: str = "full", out=None, *, device=None, seeds=Non
         raise ValueError(f"executor must be a name ({sorted(_executors.EXECUTORS)}) or an "
                          f"object with a run(tasks, may_start) method, got {executor!r}")
     checkpoints = checkpoint_every > 0 and "checkpoint" in takes
-    runs = plan(exp, variant, out, seeds, overrides, limit, shard)
+    runs = plan(exp, variant, out, seeds, overrides, limit, shard, where)
     report = SweepReport(exp.name, variant, out, total=len(runs))
     t_start = time.perf_counter()
 
