@@ -153,6 +153,11 @@ def main(argv=None):
                     help="SynFlow iterations (default 100; 25 on vgg16_bn with --quick)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs, best kept")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="also profile one nbkit SynFlow-100 run on vgg16_bn (after the "
+                         "timings) and write torch.profiler's op table to FILE: where the "
+                         "time between the ideal 100 x (forward + backward + selection) and "
+                         "the measured time goes")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,7 +186,33 @@ def main(argv=None):
             lambda m, method=method: pruning.prune(m, method, density, data=(x, y)),
             lambda: copy.deepcopy(model), device, repeats)
     print("ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    if args.profile:
+        profile_synflow(args.profile, device)
     return ratios
+
+
+def profile_synflow(path, device, iterations=100):
+    """One SynFlow-``iterations`` run on vgg16_bn under torch.profiler: the op table by
+    self CPU time (host cost: launches, syncs, Python) and, on CUDA, by device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    nbkit.seed(0)
+    model = nbkit.models.build("vgg16_bn", num_classes=10, device=device)
+    pruning.prune(copy.deepcopy(model), "synflow", 1e-3, 5)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if device.type == "cuda" else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        pruning.prune(model, "synflow", 1e-3, iterations)
+        _sync(device)
+    table = prof.key_averages()
+    text = [f"SynFlow-{iterations} to 1e3, vgg16_bn, {device}, torch {torch.__version__}",
+            table.table(sort_by="self_cpu_time_total", row_limit=30)]
+    if device.type == "cuda":
+        text.append(table.table(sort_by="self_device_time_total", row_limit=30))
+    with open(path, "w") as f:
+        f.write("\n\n".join(text) + "\n")
+    print(f"profile written to {path}")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,7 @@ class WholeStep:
         self.device = next(model.parameters()).device
         self.scale = torch.ones((), device=self.device)
         self.groups = self._groups()
+        self._tensors = None  # (trainable, frozen, buffers, optimizer state): prepare()
         # the public name of a pruned weight (``conv.weight``), computed inside the call
         # from its ``weight_orig`` and ``weight_mask``; naming it lets functional_call
         # restore the module's own attribute afterwards
@@ -169,12 +170,15 @@ class WholeStep:
     @torch.no_grad()
     def prepare(self) -> None:
         """Create the optimizer state the update works on, where the optimizer has none
-        yet (zeros, which gives exactly the eager first step: dampening is 0), and move
-        Adam's step counts to the parameters' device. Call it after loading a
-        checkpoint and before the first step."""
+        yet (zeros, which gives exactly the eager first step: dampening is 0), move
+        Adam's step counts to the parameters' device, and gather the tensors every call
+        passes. Call it before the first step, and again after the model's or the
+        optimizer's tensors were replaced (loading a checkpoint)."""
         for o, g, _, params in self.groups:
-            lr = g["initial_lr"]
-            g.setdefault("lr", lr)
+            if "initial_lr" not in g:
+                raise ValueError("every optimizer group needs an 'initial_lr' (the learning "
+                                 "rate that the step's factor scales); set "
+                                 "group['initial_lr'] = group['lr']")
             for p in params:
                 state = o.state[p]
                 if isinstance(o, torch.optim.SGD):
@@ -190,6 +194,10 @@ class WholeStep:
                     state["step"] = state["step"].to(p.device, torch.float32)
                 self.keep(*(v for v in state.values() if torch.is_tensor(v)))
         self.keep(self.scale, *self.model.buffers())
+        named = dict(self.model.named_parameters())
+        self._tensors = ({n: p for n, p in named.items() if p.requires_grad},
+                         {n: p for n, p in named.items() if not p.requires_grad},
+                         dict(self.model.named_buffers()), self._states())
 
     def keep(self, *tensors) -> None:
         """Tell the compiler that ``tensors`` (the loop's counters, passed to every call)
@@ -210,12 +218,10 @@ class WholeStep:
         return out
 
     def __call__(self, x, y, draws, scale: float, counters):
+        if self._tensors is None:
+            raise RuntimeError("call prepare() once before the first step")
         self.scale.fill_(scale)
-        trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        frozen = {n: p for n, p in self.model.named_parameters() if not p.requires_grad}
-        buffers = dict(self.model.named_buffers())
-        return self.compiled(trainable, frozen, buffers, self._states(), x, y, draws,
-                             self.scale, counters)
+        return self.compiled(*self._tensors, x, y, draws, self.scale, counters)
 
     def _loss(self, trainable, frozen, buffers, x, y):
         tensors = {**frozen, **trainable, **buffers}

@@ -97,10 +97,8 @@ def test_whole_step_is_one_graph(kind):
     x, y, draws = next(iter(batches.raw()))
     counters = ([torch.zeros(())], [torch.zeros((), dtype=torch.long)],
                 torch.zeros((), dtype=torch.long), torch.zeros((), dtype=torch.long))
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     explained = torch._dynamo.explain(_own_code(step._step))(
-        trainable, {}, dict(model.named_buffers()), step._states(), x, y, draws,
-        step.scale, counters)
+        *step._tensors, x, y, draws, step.scale, counters)
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
     # the optimizer update is in that graph: it ran, and moved every trainable tensor
