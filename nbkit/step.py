@@ -132,7 +132,9 @@ class WholeStep:
     first bad step or None, step number)``: lists of tensors the batch's summed loss and
     correct count are added to, and two long tensors. It returns ``(loss, x)``: the
     batch's mean loss (detached) and the input the model saw. Call :meth:`prepare` once
-    before the first step.
+    before the first step. Under CUDA graphs (``"reduce-overhead"``) both live in the
+    graph's memory until the next step: clone them to keep them longer (torch raises
+    if an overwritten one is read).
     """
 
     def __init__(self, model: nn.Module, optimizer, finish=None, *, autocast=None,

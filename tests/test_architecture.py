@@ -16,8 +16,8 @@ from nbkit import probes, pruning, rules
 PACKAGE = Path(nbkit.__file__).parent
 # The order of the data flow; a module may import from its own layer or a lower one.
 LAYERS = {"": 0, "device": 0, "data": 0, "models": 1, "layers": 1, "pruning": 2, "rules": 2,
-          "train": 3, "probes": 4, "studies": 5, "viz": 6, "widgets": 7, "experiments": 7,
-          "gallery": 8}
+          "train": 3, "step": 3, "probes": 4, "studies": 5, "viz": 6, "widgets": 7,
+          "experiments": 7, "gallery": 8}
 # The registries themselves may compare names: that is where the facts live.
 REGISTRIES = {"nbkit.pruning.scores", "nbkit.rules.registry", "nbkit.probes.saliency"}
 
