@@ -576,54 +576,47 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 scale = factor(step, total, milestone_steps, gamma)
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * scale
+                stepped = False
                 if whole is not None:
                     x, y, draws = batch
                     counters = ([loss_sum, state.loss_sum], [correct, state.correct],
                                 bad_step if check else None, step_no)
                     try:
                         loss, x = whole(x, y, draws, scale, counters)
+                        stepped = True
                     except torch._dynamo.exc.TorchDynamoException as e:
                         if whole.strict:
                             raise
                         whole, step_model = _fall_back(e, model, dev)
-                    else:
-                        if eager_check and int(bad_step):
-                            what = "NaN" if math.isnan(loss.item()) else "infinite"
-                            raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)
-                        step = _after_step(state, callbacks, step, (x, y), loss, lr * scale)
-                        seen += len(y)
-                        state.seen += len(y)
-                        bar.update(1)
-                        closes_epoch = i == per_epoch - 1 or step >= total
-                        if every is not None and step % every == 0 and not closes_epoch:
-                            raise_if_bad()
-                            yield state
-                        continue
-                if len(batch) == 3:  # raw batches after a fall-back from the whole step
-                    batch = (train_batches.finish(batch[0], batch[2]), batch[1])
-                x, y = batch
-                with ctx:
-                    out = layers.logits(step_model(x), "fit")
-                    loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
-                if eager_check and not torch.isfinite(loss.detach()):
-                    what = "NaN" if math.isnan(loss.item()) else "infinite"
-                    raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)
-                if check and not eager_check:
-                    bad_step.masked_fill_((bad_step == 0) & ~torch.isfinite(loss.detach()),
-                                          step + 1)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                state.batch, state.loss, state.lr = (x, y), loss, lr * scale
-                _call(callbacks, "after_backward", state)
-                opt.step()
+                    if stepped and eager_check and int(bad_step):
+                        what = "NaN" if math.isnan(loss.item()) else "infinite"
+                        raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)
+                if not stepped:
+                    if len(batch) == 3:  # raw batches: the whole step fell back to this one
+                        batch = (train_batches.finish(batch[0], batch[2]), batch[1])
+                    x, y = batch
+                    with ctx:
+                        out = layers.logits(step_model(x), "fit")
+                        loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+                    if eager_check and not torch.isfinite(loss.detach()):
+                        what = "NaN" if math.isnan(loss.item()) else "infinite"
+                        raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)
+                    if check and not eager_check:
+                        bad_step.masked_fill_((bad_step == 0) & ~torch.isfinite(loss.detach()),
+                                              step + 1)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    state.batch, state.loss, state.lr = (x, y), loss, lr * scale
+                    _call(callbacks, "after_backward", state)
+                    opt.step()
+                    batch_loss = loss.detach() * len(y)
+                    batch_correct = (out.detach().argmax(1) == y).sum()
+                    for sums, value in (((loss_sum, state.loss_sum), batch_loss),
+                                        ((correct, state.correct), batch_correct)):
+                        for t in sums:
+                            t += value
                 step = _after_step(state, callbacks, step, (x, y), loss, lr * scale)
-                batch_loss = loss.detach() * len(y)
-                batch_correct = (out.detach().argmax(1) == y).sum()
-                loss_sum += batch_loss
-                correct += batch_correct
                 seen += len(y)
-                state.loss_sum += batch_loss
-                state.correct += batch_correct
                 state.seen += len(y)
                 bar.update(1)
                 closes_epoch = i == per_epoch - 1 or step >= total

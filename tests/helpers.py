@@ -50,3 +50,19 @@ def check_compiled_gradients(model, masks: dict, x, **compile_options):
         torch.testing.assert_close(got, getattr(module, f"{attr}_orig").grad)
         assert (got[~mask] == 0).all(), f"{name}: a pruned weight has a gradient"
     return twin
+
+
+class Stop(Exception):
+    """Raised by :class:`StopAt`: a run stopped as if its machine had been taken back."""
+
+
+class StopAt:
+    """A callback that stops training (raises :class:`Stop`) at the end of ``epoch``,
+    before that epoch's checkpoint is saved; None never stops."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state):
+        if self.epoch is not None and state.epoch == self.epoch:
+            raise Stop

@@ -10,25 +10,13 @@ import json
 import exec_kinds
 import pytest
 import torch
+from helpers import Stop, StopAt
 
 import nbkit
 from nbkit import experiments as E
 from nbkit import models, pruning, rules, train
 from nbkit.studies import learning_rules, pruned_training
 from nbkit.studies.common import clear_cache
-
-
-class Stop(Exception):
-    pass
-
-
-class StopAt:
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, state):
-        if self.epoch is not None and state.epoch == self.epoch:
-            raise Stop
 
 
 def _train(path, stop_at=None, epochs=4):

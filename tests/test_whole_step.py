@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch._dynamo
 import torch._inductor.config
+from helpers import Stop, StopAt
 from torch import nn
 
 from nbkit import data, pruning, rules, train
@@ -135,29 +136,16 @@ def test_what_the_whole_step_cannot_take_falls_back_or_raises():
     assert any("compiling only the model" in str(w.message) for w in caught)
 
 
-class _Stop(Exception):
-    pass
-
-
-class _StopAfter:
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, state):
-        if state.epoch == self.epoch:
-            raise _Stop
-
-
 def _fit_with_checkpoint(path, stop_after=None):
     model = tiny_model("weight_mirror")  # an SGD and an Adam: both states must come back
-    callbacks = [] if stop_after is None else [_StopAfter(stop_after)]
+    callbacks = [] if stop_after is None else [StopAt(stop_after)]
     torch.manual_seed(7)
     with torch._inductor.config.patch(fallback_random=True):
         try:
             history = train.fit(model, tiny_data(), epochs=3, batch_size=16, lr=0.05, seed=1,
                                 compile="step", progress=False, checkpoint=path,
                                 callbacks=callbacks)
-        except _Stop:
+        except Stop:
             return None, None
     return model.state_dict(), history
 
@@ -173,3 +161,22 @@ def test_a_compiled_run_resumes_from_its_checkpoint(tmp_path):
     torch.testing.assert_close(history["train_loss"], ref_history["train_loss"])
     for name, value in state.items():
         torch.testing.assert_close(value, ref[name], msg=name)
+
+
+def test_a_step_that_cannot_be_captured_falls_back_without_losing_a_batch(monkeypatch):
+    """When torch.compile cannot capture the step (here: made to fail at its first
+    call), compile=True warns, compiles the model alone and trains every batch, the
+    failed one included, as the eager loop does; compile='step' raises instead."""
+    import nbkit.step
+
+    def cannot_capture(self, *args):
+        raise torch._dynamo.exc.TorchDynamoException("cannot capture this model")
+
+    _, eager_losses, eager_history = train_tiny("pruned", False)
+    monkeypatch.setattr(nbkit.step.WholeStep, "__call__", cannot_capture)
+    with pytest.warns(UserWarning, match="cannot capture this model"):
+        _, losses, history = train_tiny("pruned", True)
+    torch.testing.assert_close(losses, eager_losses, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(history["test_acc"], eager_history["test_acc"])
+    with pytest.raises(torch._dynamo.exc.TorchDynamoException, match="cannot capture"):
+        train_tiny("pruned", "step")
