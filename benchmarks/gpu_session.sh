@@ -37,6 +37,9 @@ log "part $part, budget $budget s, $(head -1 "$out/card.txt")"
 
 case $part in
 bench)
+  # first, on this machine's torch: the whole step is one graph and trains as eager (CPU),
+  # and on CUDA it is one CUDA graph (the GPU test)
+  step whole_step_tests 150 python -m pytest -q -p no:cacheprovider tests/test_whole_step.py
   # item 3: SynFlow-100 against the textbook loop, and where its time goes
   step prune_speed 150 python benchmarks/prune_speed.py --device cuda --profile "$out/synflow_profile.txt"
   # item 2: one CIFAR-10 epoch, the whole step compiled, against the DataLoader pipeline

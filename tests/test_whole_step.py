@@ -46,12 +46,14 @@ def tiny_model(kind: str) -> nn.Module:
     return model
 
 
-def train_tiny(kind: str, compile):
+def train_tiny(kind: str, compile, device="cpu"):
     model = tiny_model(kind)
     losses = []
     torch.manual_seed(7)  # weight mirror's noise inputs
+    # fp32 and NCHW everywhere (on CUDA too), so that eager and compiled can be compared
     history = train.fit(model, tiny_data(), epochs=2, batch_size=16, lr=0.05, seed=1,
-                        compile=compile, progress=False,
+                        compile=compile, progress=False, device=device, amp=False,
+                        channels_last=False,
                         callbacks=[lambda s: losses.append(float(s.loss.detach()))])
     return model, losses, history
 
@@ -180,3 +182,21 @@ def test_a_step_that_cannot_be_captured_falls_back_without_losing_a_batch(monkey
     torch.testing.assert_close(history["test_acc"], eager_history["test_acc"])
     with pytest.raises(torch._dynamo.exc.TorchDynamoException, match="cannot capture"):
         train_tiny("pruned", "step")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["pruned", "kolen_pollack"])
+def test_on_a_gpu_the_whole_step_is_one_cuda_graph_and_trains_as_eager(kind, monkeypatch):
+    """On CUDA the default mode, reduce-overhead, must run the step as a CUDA graph
+    (inductor counts every step it could not graph) and still train as eager (fp32;
+    TF32 off so that both sides do the same arithmetic)."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    _, eager_losses, _ = train_tiny(kind, False, "cuda")
+    skips = counters["inductor"]["cudagraph_skips"]
+    model, losses, _ = train_tiny(kind, "step", "cuda")
+    assert counters["inductor"]["cudagraph_skips"] == skips, "the step ran outside CUDA graphs"
+    torch.testing.assert_close(losses, eager_losses, rtol=1e-4, atol=1e-4)
+    assert next(model.parameters()).is_cuda
