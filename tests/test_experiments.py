@@ -441,7 +441,7 @@ def test_declared_full_grids_are_the_papers():
     assert {r.config["method"] for r in lc} == set(nbkit.pruning.methods(variants=True))
 
     avc = runner.plan(E.get("accuracy_vs_compression"), "full", "out")
-    assert len(avc) == 3 * (5 * 3 + 1)
+    assert len(avc) == 3 * (6 * 3 + 1)  # the five pruners and the paper's own GraSP
     dense = [r.config for r in avc if r.config["method"] == "dense"]
     assert sorted(c["seed"] for c in dense) == [0, 1, 2]
     recipe = avc[0].config["train"]

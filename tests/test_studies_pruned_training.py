@@ -271,6 +271,35 @@ def test_comparison_table_puts_published_and_nbkit_numbers_side_by_side(tmp_path
     assert next(r for r in table if r.startswith("synflow")).split()[-1] == "-"
 
 
+def test_graSP_as_the_paper_ran_it_joins_the_fig6_grid_and_table(tmp_path):
+    """The paper-recipe grid trains GraSP both ways (T = 200 and the paper's own T = 1);
+    nbkit's grasp_paper curve shows after grasp, and in the table the paper's GraSP
+    numbers stand beside both, since the paper's code ran T = 1."""
+    from nbkit.experiments import grids, runner
+
+    full = runner.plan(grids.ACCURACY_VS_COMPRESSION, "full", tmp_path)
+    assert len(full) == 3 * 3 * 6 + 3  # seeds x rhos x (5 pruners + grasp_paper), dense
+    assert sum(r.config["method"] == "grasp_paper" for r in full) == 9
+    short = runner.plan(grids.ACCURACY_VS_COMPRESSION, "short", tmp_path)
+    assert "grasp_paper" not in {r.config["method"] for r in short}  # as shipped
+    with pytest.raises(ValueError, match="grasp_paper"):
+        P.train_pruned("grasp_papr", 3.0, TINY_PRUNED)
+
+    top1 = {m: {"1": 90.0, "2": 85.0, "3": 10.0} for m in PRUNERS}
+    top1["grasp_paper"] = {"3": 71.0}
+    write_fig6_results(tmp_path / "accuracy_vs_compression.json", top1)
+    ours = fig6.full_results(tmp_path)["curves"]
+    assert [c["method"] for c in ours] == ["random", "magnitude", "snip", "grasp",
+                                          "grasp_paper", "synflow"]
+    table = fig6.comparison_table(results_dir=tmp_path).splitlines()
+    rows = {r.split()[0]: r.split()[1:] for r in table[3:]}
+    assert rows["grasp_paper"][:6] == rows["grasp"][:6]  # the paper's GraSP, both rows
+    assert rows["grasp_paper"][6:] == ["-", "-", "71.0", "0.76"]  # 71 / 93
+    lines = {r.split()[0]: r for r in table[3:]}  # the wider name keeps columns aligned
+    assert len(lines["grasp_paper"]) == len(lines["grasp"]) == len(lines["snip"])
+    assert len(table[2]) == len(lines["snip"])  # the ρ headers end where the numbers do
+
+
 def test_a_corrupt_or_foreign_results_file_is_named_not_raised(tmp_path):
     path = tmp_path / "accuracy_vs_compression.json"
     path.write_text("{not json")

@@ -90,8 +90,10 @@ ACCURACY_VS_COMPRESSION = register_experiment(Experiment(
           "Nesterov); 'short' uses 30 epochs with a cosine schedule, batch 512 at lr 0.2, "
           "weight decay 5e-4 and one seed.",
     variants={
+        # the paper's grid, and GraSP as the paper's code ran it (T = 1) beside T = 200
         "full": {"base": _base(_PAPER, VGG16),
-                 "axes": {"seed": [0, 1, 2], **_AVC_AXES}, "include": _DENSE},
+                 "axes": {"seed": [0, 1, 2], **_AVC_AXES, "method": FIG1_PRUNERS},
+                 "include": _DENSE},
         "short": {"base": _base(_PAPER.replace(name="short", train=RECIPES["short"]), VGG16),
                   "axes": {"seed": [0], **_AVC_AXES}, "include": _DENSE},
         "quick": {"base": _base(pruned_training.QUICK.replace(

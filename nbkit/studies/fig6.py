@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import pruning
 from . import results
-from .pruned_training import PRUNERS
+from .pruned_training import METHODS, PRUNERS
 
 __all__ = ["EXPERIMENT", "DENSE_FILE", "DATASET_NAMES", "published", "published_curves",
            "full_results", "paper_recipe_dense", "full_scale", "comparison_table"]
@@ -70,7 +70,7 @@ def full_results(results_dir=None) -> dict | None:
         variant = merged.get("variant", "?")
         tag = "nbkit, full scale" if variant == "full" else f"nbkit, {variant} recipe"
         curves = []
-        for method in PRUNERS:
+        for method in METHODS:  # the five, and GraSP as the paper ran it where trained
             if method not in top1:
                 continue
             pts = sorted((float(k), v) for k, v in top1[method].items() if v is not None)
@@ -151,11 +151,14 @@ def comparison_table(key: str = "cifar10/vgg16_bn", results_dir=None) -> str:
     accuracy relative to its own dense network, as plain text."""
     result = full_scale(key, results_dir=results_dir)
     rhos = (1.0, 2.0, 3.0)
+    # (title, dense, curves, how a row's method is named there): the paper's GraSP row
+    # serves both nbkit GraSPs (scores.published_as)
     tables = [("paper, Fig. 6, 160 ep.", result["dense"]["dense (published)"],
-               [c for c in result["curves"] if c["kind"] == "published"])]
+               [c for c in result["curves"] if c["kind"] == "published"],
+               pruning.scores.published_as)]
     if result["ours"]:
         tables.append((result["ours"]["label"], result["dense"].get("dense (nbkit)"),
-                       [c for c in result["curves"] if c["kind"] == "full"]))
+                       [c for c in result["curves"] if c["kind"] == "full"], str))
 
     def cell(curve, rho, dense):
         at = dict(zip(curve["log10_rho"], curve["top1"]))
@@ -164,15 +167,18 @@ def comparison_table(key: str = "cifar10/vgg16_bn", results_dir=None) -> str:
         rel = f" {at[rho] / dense:.2f}" if dense else ""
         return f"{at[rho]:5.1f}{rel:>6}"
 
-    head = f"{'':9}" + "".join(f"  {f'{name} (dense {dense:.1f}%)':<35}"
-                               for name, dense, _ in tables)
-    sub = f"{'pruner':9}" + "".join("  " + " ".join(f"{f'ρ = 10^{r:g}':>11}" for r in rhos)
+    shown = [m for m in METHODS if m in PRUNERS or any(
+        c["method"] == m for _, _, curves, _ in tables for c in curves)]
+    width = max(9, *map(len, shown))
+    head = f"{'':{width}}" + "".join(f"  {f'{name} (dense {dense:.1f}%)':<35}"
+                               for name, dense, _, _ in tables)
+    sub = f"{'pruner':{width}}" + "".join("  " + " ".join(f"{f'ρ = 10^{r:g}':>11}" for r in rhos)
                                     for _ in tables)
     rows = [f"top-1 % on {key} (and relative to dense)", head, sub]
-    for method in PRUNERS:
-        line = f"{method:9}"
-        for _, dense, curves in tables:
-            curve = next((c for c in curves if c["method"] == method), None)
+    for method in shown:
+        line = f"{method:{width}}"
+        for _, dense, curves, named in tables:
+            curve = next((c for c in curves if c["method"] == named(method)), None)
             line += "  " + " ".join(cell(curve, r, dense) if curve else f"{'-':>11}"
                                     for r in rhos)
         rows.append(line)

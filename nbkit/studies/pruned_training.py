@@ -21,12 +21,14 @@ from .. import seed as seed_everything
 from .collapse import describe_pruning
 from .common import StudySettings, cached, dataset, for_mode
 
-__all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "DENSE", "PRUNERS",
+__all__ = ["Settings", "QUICK", "FULL", "MODES", "settings", "DENSE", "PRUNERS", "METHODS",
            "train_pruned", "sweep", "shuffle_check", "runs_table", "accuracy_curves",
            "pair_up", "describe"]
 
 DENSE = "dense"  # the unpruned reference run, trained like the others
-PRUNERS = tuple(pruning.methods())  # the paper's five pruners (Fig. 6 has no GraSP variant)
+PRUNERS = tuple(pruning.methods())  # the paper's five pruners, the app's choices
+# what train_pruned takes: the five and their named variants (GraSP as the paper ran it)
+METHODS = tuple(pruning.methods(variants=True))
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,8 @@ def train_pruned(method: str, log10_rho: float = 0.0, settings: Settings = QUICK
     ``checkpoint``, a file path, saves the training there after each epoch and resumes
     from it when it exists (:func:`nbkit.train.iter_fit`); the result is the same.
     """
-    if method != DENSE and method not in PRUNERS:
-        raise ValueError(f"unknown pruner {method!r}; choose one of {list(PRUNERS)} or "
+    if method != DENSE and method not in METHODS:
+        raise ValueError(f"unknown pruner {method!r}; choose one of {list(METHODS)} or "
                          f"{DENSE!r}")
     log10_rho = 0.0 if method == DENSE else float(log10_rho)
     seed = settings.seed if seed is None else int(seed)
