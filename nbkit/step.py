@@ -144,7 +144,7 @@ class WholeStep:
             raise ValueError(f"cannot compile the whole training step: {why}. Pass "
                              "compile='model' to compile only the model")
         self.model, self.optimizer, self.finish = model, optimizer, finish
-        self.strict = strict
+        self.strict, self.mode = strict, mode
         self.autocast = autocast or nullcontext()
         self.label_smoothing = float(label_smoothing)
         self.device = next(model.parameters()).device

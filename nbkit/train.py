@@ -288,10 +288,10 @@ def _compile_plan(compile, model, opt, batches, dev, ctx, label_smoothing, callb
     """``(whole step or None, the module the eager step calls)`` for ``compile``."""
     if not compile:
         return None, model
-    if compile == "model":
-        return None, _compiled_model(model, dev)
     mode = compile if isinstance(compile, str) and compile not in COMPILE_TARGETS else (
         "reduce-overhead" if dev.type == "cuda" else None)
+    if compile == "model":
+        return None, torch.compile(model, mode=mode)
     why = _step.unsupported(model, opt, callbacks)
     if why is not None:
         if compile == "step":
@@ -299,23 +299,19 @@ def _compile_plan(compile, model, opt, batches, dev, ctx, label_smoothing, callb
                              "compile='model' to compile only the model")
         warnings.warn(f"compiling only the model, not the whole training step: {why}",
                       stacklevel=4)
-        return None, _compiled_model(model, dev, mode)
+        return None, torch.compile(model, mode=mode)
     whole = _step.WholeStep(model, opt, batches.finish, autocast=ctx,
                             label_smoothing=label_smoothing, mode=mode, strict=compile == "step")
     return whole, model
 
 
-def _compiled_model(model, dev, mode=None):
-    return torch.compile(model, mode=mode or ("reduce-overhead" if dev.type == "cuda"
-                                              else None))
-
-
-def _fall_back(error, model, dev):
+def _fall_back(error, whole):
+    """``(None, the model compiled alone)`` after ``whole`` could not be captured."""
     first = (str(error).splitlines() or [""])[0]
     warnings.warn("torch.compile could not capture the whole training step in one graph "
                   f"({type(error).__name__}: {first}); compiling only the model instead "
                   "(compile='step' raises here instead)", stacklevel=3)
-    return None, _compiled_model(model, dev)
+    return None, torch.compile(whole.model, mode=whole.mode)
 
 
 def fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, **kwargs) -> dict:
@@ -562,6 +558,8 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
         whole.prepare()  # after any checkpoint: the optimizer state it updates in place
         step_no = torch.full((), step, device=dev, dtype=torch.long)
         whole.keep(loss_sum, correct, state.loss_sum, state.correct, step_no, bad_step)
+        counters = ([loss_sum, state.loss_sum], [correct, state.correct],
+                    bad_step if check else None, step_no)
     model.train()
     try:
         for epoch in range(start + 1, n_epochs + 1):
@@ -579,15 +577,13 @@ def iter_fit(model: nn.Module, data="cifar10-mini", epochs: int = 1, *,
                 stepped = False
                 if whole is not None:
                     x, y, draws = batch
-                    counters = ([loss_sum, state.loss_sum], [correct, state.correct],
-                                bad_step if check else None, step_no)
                     try:
                         loss, x = whole(x, y, draws, scale, counters)
                         stepped = True
                     except torch._dynamo.exc.TorchDynamoException as e:
                         if whole.strict:
                             raise
-                        whole, step_model = _fall_back(e, model, dev)
+                        whole, step_model = _fall_back(e, whole)
                     if stepped and eager_check and int(bad_step):
                         what = "NaN" if math.isnan(loss.item()) else "infinite"
                         raise _nonfinite_error(step + 1, epoch, n_epochs, what, history, lr)

@@ -171,15 +171,16 @@ def check_shard(shard) -> tuple[int, int] | None:
     return k, n
 
 
+_MISSING = object()
+
+
 def _value(config: dict, key: str):
+    """``config[key]`` for a dotted key, or ``_MISSING``."""
     for part in key.split("."):
         if not isinstance(config, dict) or part not in config:
             return _MISSING
         config = config[part]
     return config
-
-
-_MISSING = object()
 
 
 def select(configs: list[dict], where: dict) -> list[dict]:
